@@ -1,0 +1,29 @@
+# Two commands set everything up: `make book` and `make test` (see README.md).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: book test lint unit notebooks clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no python3.11 or python3 on PATH; install Python 3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+# Execute every notebook (quick profile) and build the HTML book into _build/html.
+book: $(STAMP)
+	$(BIN)/nacode book --profile quick
+
+# Lint, unit tests, notebooks executed and built with warnings as errors, then nbval re-executes
+# the executed copies and compares the outputs marked NBVAL_CHECK_OUTPUT.
+test: $(STAMP)
+	$(BIN)/ruff check nacode tests
+	$(BIN)/python -m pytest tests
+	$(BIN)/nacode book --profile quick --strict
+	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider _build/executed
+
+clean:
+	rm -rf _build

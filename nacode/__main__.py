@@ -1,0 +1,5 @@
+"""Allow ``python -m nacode``."""
+
+from nacode.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,344 @@
+"""Execute the book's notebooks with a profile and build the HTML with Jupyter Book v1.
+
+The flow of ``nacode book``:
+
+1. find the notebooks: the ``_toc.yml`` entries whose ``book/<name>.md`` source is a jupytext
+   MyST notebook (front matter with ``jupytext`` and ``kernelspec``);
+2. pair each source to ``<build>/paired/<name>.ipynb`` (jupytext);
+3. execute it with papermill into ``<build>/executed/<name>.ipynb``, injecting the profile's
+   parameters (:mod:`nacode.profiles`); results go to ``<build>/results/<name>/``;
+4. stage a site in ``<build>/site/`` — the config, the prose and the *executed* notebooks, so
+   sources and executed copies never share a folder — and build it with Jupyter Book's Sphinx
+   (``execute_notebooks: off``) into ``<build>/html``;
+5. record ``<build>/results/run.json``: profile, device, commit, versions, wall times.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nacode import profiles as _profiles
+from nacode.results import write_json
+
+#: Packages whose versions ``run.json`` records.
+RECORDED_PACKAGES = (
+    "nacode", "numpy", "scipy", "pandas", "torch", "sigpy", "nilearn", "nibabel",
+    "scikit-image", "pingouin", "matplotlib", "papermill", "jupytext", "jupyter-book",
+    "myst-nb", "sphinx",
+)
+KERNEL = "python3"
+
+
+class BookError(RuntimeError):
+    """A notebook failed or the book could not be built; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """A notebook source of the book: ``book/<name>.md`` in jupytext MyST format."""
+
+    name: str
+    source: Path
+
+
+def _toc_files(toc: dict[str, Any]) -> list[str]:
+    """All ``file`` entries of a Jupyter Book v1 ``_toc.yml``, root first, in order."""
+    files = [toc["root"]] if "root" in toc else []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for key in ("parts", "chapters", "sections"):
+                walk(node.get(key, []))
+
+    walk(toc)
+    return files
+
+
+def is_notebook_source(path: Path) -> bool:
+    """True if ``path`` is a MyST markdown file with jupytext and kernelspec front matter."""
+    if path.suffix != ".md" or not path.is_file():
+        return False
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        return False
+    front = yaml.safe_load(text.split("---", 2)[1]) or {}
+    return "jupytext" in front and "kernelspec" in front
+
+
+def discover(root: Path) -> list[Notebook]:
+    """Return the book's notebooks in table-of-contents order.
+
+    Raises
+    ------
+    BookError
+        If ``_toc.yml`` is missing or names a file that does not exist.
+    """
+    toc_path = root / "_toc.yml"
+    if not toc_path.is_file():
+        raise BookError(f"{toc_path} not found: run from the repository root or pass --root")
+    notebooks = []
+    for entry in _toc_files(yaml.safe_load(toc_path.read_text(encoding="utf-8"))):
+        candidates = [root / f"{entry}{ext}" for ext in (".md", ".ipynb", "")]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise BookError(f"{toc_path}: entry {entry!r} has no file {entry}.md; "
+                            "create it or remove the entry")
+        if is_notebook_source(found):
+            notebooks.append(Notebook(name=found.stem, source=found))
+    return notebooks
+
+
+def pair(notebook: Notebook, folder: Path) -> Path:
+    """Convert a jupytext source to ``folder/<name>.ipynb`` (no outputs) and return its path."""
+    import jupytext
+
+    folder.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(notebook.source)
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    target = folder / f"{notebook.name}.ipynb"
+    jupytext.write(nb, target, fmt="ipynb")
+    return target
+
+
+def execute(notebook: Notebook, paired: Path, executed_dir: Path,
+            parameters: dict[str, Any]) -> Path:
+    """Execute a paired notebook with papermill, injecting ``parameters``.
+
+    The output is written to a temporary name and renamed to ``<name>.ipynb`` on success; on
+    failure it is kept as ``<name>.failed.ipynb`` (with the traceback) and :class:`BookError`
+    names the notebook, the failing cell and the error.
+    """
+    import papermill
+
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    final = executed_dir / f"{notebook.name}.ipynb"
+    failed = executed_dir / f"{notebook.name}.failed.ipynb"
+    partial = executed_dir / f".{notebook.name}.running.ipynb"
+    try:
+        papermill.execute_notebook(
+            str(paired), str(partial), parameters=parameters, kernel_name=KERNEL,
+            progress_bar=False, log_output=False, cwd=str(notebook.source.parent),
+        )
+    except papermill.PapermillExecutionError as exc:
+        os.replace(partial, failed)
+        final.unlink(missing_ok=True)
+        first_line = next((ln for ln in exc.source.splitlines() if ln.strip()), "")
+        raise BookError(
+            f"notebook {notebook.source} failed in cell {exc.cell_index} "
+            f"(execution count {exc.exec_count}): {exc.ename}: {exc.evalue}\n"
+            f"    cell starts: {first_line}\n"
+            f"    executed copy with the full traceback: {failed}"
+        ) from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, final)
+    failed.unlink(missing_ok=True)
+    return final
+
+
+def stage_site(root: Path, notebooks: list[Notebook], executed_dir: Path, site: Path) -> Path:
+    """Lay out the Jupyter Book source folder: config, prose and executed notebooks."""
+    if site.exists():
+        shutil.rmtree(site)
+    site.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, site / name)
+    sources = {nb.source.resolve() for nb in notebooks}
+    book = root / "book"
+    for path in sorted(book.rglob("*")):
+        if path.is_file() and path.resolve() not in sources and path.suffix != ".ipynb":
+            target = site / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    for nb in notebooks:
+        executed = executed_dir / f"{nb.name}.ipynb"
+        if not executed.is_file():
+            raise BookError(f"{executed} missing: execute it first (nacode book --only {nb.name})")
+        target = site / nb.source.relative_to(root).with_suffix(".ipynb")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(executed, target)
+    return site
+
+
+def build_html(site: Path, html: Path, *, strict: bool) -> Path:
+    """Build the staged site with Jupyter Book v1's Sphinx; return ``html/index.html``.
+
+    With ``strict`` every Sphinx warning is an error (all are reported, then the build fails).
+    """
+    from jupyter_book.sphinx import build_sphinx
+
+    result = build_sphinx(
+        str(site), str(html), noconfig=True, path_config=str(site / "_config.yml"),
+        confoverrides={"latex_individualpages": False},
+        warningiserror=strict, keep_going=strict, quiet=True, freshenv=True,
+    )
+    if isinstance(result, Exception) or result:
+        raise BookError(f"Jupyter Book could not build {site} ({result!r}); the Sphinx "
+                        "messages above say which page and line")
+    index = html / "index.html"
+    if not index.exists():
+        toc = yaml.safe_load((site / "_toc.yml").read_text(encoding="utf-8"))
+        index.write_text(f'<meta http-equiv="Refresh" content="0; url={toc["root"]}.html" />\n',
+                         encoding="utf-8")
+    return index
+
+
+def git_commit(root: Path) -> dict[str, Any]:
+    """Return ``{"commit": sha, "dirty": bool}`` of the repository at ``root`` (or unknown)."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout
+        return {"commit": sha, "dirty": bool(dirty.strip())}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "dirty": None}
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of :data:`RECORDED_PACKAGES` (``"not installed"`` if absent)."""
+    versions = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def resolve_device(device: str) -> str:
+    """Map ``"auto"`` to ``"cuda"`` when torch sees a GPU, else ``"cpu"``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_book(root: Path, *, profile: str = "quick", device: str = "cpu",
+             only: list[str] | None = None, build: bool = True, strict: bool = False,
+             build_dir: Path | None = None, profiles: dict | None = None,
+             echo=print) -> dict[str, Any]:
+    """Execute the notebooks with a profile, then build the HTML book.
+
+    Parameters
+    ----------
+    root : Path
+        Repository root (holds ``_toc.yml``, ``_config.yml`` and ``book/``).
+    profile : {"quick", "full"}
+        Parameters injected into every notebook (:func:`nacode.profiles.parameters`).
+    device : {"cpu", "cuda", "auto"}
+        Torch device passed to the notebooks.
+    only : list of str, optional
+        Execute only these notebooks (stems). The book is then built only if every other
+        notebook already has an executed copy.
+    build : bool
+        Build the HTML after executing.
+    strict : bool
+        Sphinx warnings are errors.
+    build_dir : Path, optional
+        Output folder (default ``root/_build``).
+    profiles : dict, optional
+        Profile table instead of :data:`nacode.profiles.PROFILES` (tests).
+    echo : callable
+        Where progress lines go.
+
+    Returns
+    -------
+    dict
+        The run record also written to ``<build>/results/run.json``.
+    """
+    from tqdm.auto import tqdm
+
+    root = Path(root).resolve()
+    build_dir = Path(build_dir).resolve() if build_dir else root / "_build"
+    device = resolve_device(device)
+    notebooks = discover(root)
+    known = {nb.name for nb in notebooks}
+    unknown = sorted(set(only or []) - known)
+    if unknown:
+        raise BookError(f"--only {', '.join(unknown)}: no such notebook in _toc.yml "
+                        f"(notebooks: {', '.join(sorted(known)) or 'none'})")
+    selected = [nb for nb in notebooks if not only or nb.name in only]
+    # Check every notebook's parameters before spending time on any execution.
+    params = {nb.name: _profiles.parameters(nb.name, profile, device, profiles)
+              for nb in selected}
+
+    run_json = build_dir / "results" / "run.json"
+    record = _load_record(run_json)
+    record.update(profile=profile, device=device, **git_commit(root),
+                  python=sys.version.split()[0], platform=platform.platform(),
+                  cpu_count=os.cpu_count(), packages=package_versions(),
+                  started=datetime.now(UTC).isoformat(timespec="seconds"))
+    environment = {"NACODE_ROOT": str(root), "NACODE_BUILD_DIR": str(build_dir)}
+    saved = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
+    try:
+        bar = tqdm(selected, desc="notebooks", unit="nb", file=sys.stderr)
+        for nb in bar:
+            bar.set_postfix_str(nb.name)
+            start = time.perf_counter()
+            entry = {"profile": profile, "device": device, "parameters": params[nb.name]}
+            try:
+                paired = pair(nb, build_dir / "paired")
+                execute(nb, paired, build_dir / "executed", params[nb.name])
+            except BookError:
+                entry.update(status="failed", wall_s=round(time.perf_counter() - start, 2))
+                record.setdefault("notebooks", {})[nb.name] = entry
+                write_json(run_json, record)
+                raise
+            entry.update(status="ok", wall_s=round(time.perf_counter() - start, 2))
+            record.setdefault("notebooks", {})[nb.name] = entry
+            tqdm.write(f"  {nb.name:<24} executed in {entry['wall_s']:7.1f} s "
+                       f"({profile}, {device})", file=sys.stderr)
+        bar.close()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    write_json(run_json, record)
+
+    missing = [nb.name for nb in notebooks
+               if not (build_dir / "executed" / f"{nb.name}.ipynb").is_file()]
+    if build and missing:
+        echo(f"book build skipped: {', '.join(missing)} not executed yet (run `nacode book`)")
+    elif build:
+        start = time.perf_counter()
+        site = stage_site(root, notebooks, build_dir / "executed", build_dir / "site")
+        index = build_html(site, build_dir / "html", strict=strict)
+        record["book_build_s"] = round(time.perf_counter() - start, 2)
+        record["html"] = str(index)
+        echo(f"book built in {record['book_build_s']:.1f} s: open {index}")
+    record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_json(run_json, record)
+    return record
+
+
+def _load_record(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {"notebooks": previous.get("notebooks", {})} if isinstance(previous, dict) else {}

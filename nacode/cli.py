@@ -1,0 +1,88 @@
+"""The ``nacode`` command line (also ``python -m nacode``).
+
+``nacode book``         execute the notebooks with a profile and build the HTML book
+``nacode data verify``  check every entry of ``data_manifest.yaml``
+
+Errors are one line on stderr naming the file and the fix, with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nacode import __version__
+from nacode.profiles import PROFILE_NAMES
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nacode", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"nacode {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    book = commands.add_parser("book", help="execute the notebooks and build the HTML book")
+    book.add_argument("--profile", choices=PROFILE_NAMES, default="quick",
+                      help="quick: 2 CPU cores, minutes (default); full: paper scale, GPU")
+    book.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                      help="torch device for the notebooks (default cpu; auto picks cuda "
+                      "when available)")
+    book.add_argument("--only", action="append", metavar="NAME",
+                      help="execute only this notebook (stem of book/NAME.md); repeatable")
+    book.add_argument("--no-build", action="store_true", help="execute only, skip the HTML")
+    book.add_argument("--strict", action="store_true", help="Sphinx warnings are errors")
+    book.add_argument("--root", type=Path, default=None,
+                      help="repository root (default: found from the working directory)")
+    book.add_argument("--build-dir", type=Path, default=None,
+                      help="output folder (default: ROOT/_build)")
+
+    data = commands.add_parser("data", help="datasets and artifacts of data_manifest.yaml")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    verify = data_commands.add_parser("verify", help="check every manifest entry")
+    verify.add_argument("--manifest", type=Path, default=None,
+                        help="manifest file (default: ROOT/data_manifest.yaml)")
+    return parser
+
+
+def _root(given: Path | None) -> Path:
+    from nacode.results import project_root
+
+    return given.resolve() if given else project_root()
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    from nacode.book import run_book
+
+    run_book(_root(args.root), profile=args.profile, device=args.device, only=args.only,
+             build=not args.no_build, strict=args.strict, build_dir=args.build_dir)
+    return 0
+
+
+def _cmd_data_verify(args: argparse.Namespace) -> int:
+    from nacode import manifest
+
+    path = args.manifest or _root(None) / "data_manifest.yaml"
+    checks = manifest.verify(path)
+    print(manifest.format_table(checks))
+    failed = [check for check in checks if check.failed]
+    for check in failed:
+        print(f"nacode data verify: {check.id}: {check.detail}", file=sys.stderr)
+    print(f"{len(checks)} entries: {len(checks) - len(failed)} fine, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    from nacode.book import BookError
+    from nacode.manifest import ManifestError
+
+    args = _parser().parse_args(argv)
+    handlers = {"book": _cmd_book, "data": _cmd_data_verify}
+    try:
+        return handlers[args.command](args)
+    except (BookError, ManifestError, FileNotFoundError, ValueError) as exc:
+        print(f"nacode {args.command}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ManifestError) else 1
+    except KeyboardInterrupt:
+        print(f"nacode {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,73 @@
+"""Execution profiles: the one place that sets every notebook's parameters.
+
+``quick`` runs the whole book on 2 CPU cores in minutes; its values are also the defaults in
+each notebook's cell tagged ``parameters`` (a test keeps the two equal). ``full`` is paper scale,
+meant for a GPU; papermill injects it. Every notebook additionally receives ``profile`` and
+``device``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+PROFILE_NAMES = ("quick", "full")
+DEVICES = ("cpu", "cuda")
+
+#: Parameters per profile, then per notebook (the notebook's file stem in ``book/``).
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {
+        "mni152": {
+            "resolution_mm": 2,  # nilearn's 2 mm resampling of the 1 mm templates
+        },
+    },
+    "full": {
+        "mni152": {
+            "resolution_mm": 1,  # the templates' native 1 mm grid
+        },
+    },
+}
+
+
+def parameters(
+    notebook: str,
+    profile: str = "quick",
+    device: str = "cpu",
+    profiles: dict[str, dict[str, dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """Return the parameters papermill injects into one notebook.
+
+    Parameters
+    ----------
+    notebook : str
+        Notebook stem, e.g. ``"mni152"`` for ``book/mni152.md``.
+    profile : {"quick", "full"}
+        Execution profile.
+    device : {"cpu", "cuda"}
+        Torch device the notebook computes on.
+    profiles : dict, optional
+        Profile table to use instead of :data:`PROFILES` (tests).
+
+    Returns
+    -------
+    dict
+        The notebook's parameters plus ``profile`` and ``device``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown profile, device or notebook.
+    """
+    table = PROFILES if profiles is None else profiles
+    if profile not in table:
+        raise ValueError(f"unknown profile {profile!r}: expected one of {sorted(table)}")
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}: expected one of {list(DEVICES)}")
+    if notebook not in table[profile]:
+        raise ValueError(
+            f"notebook {notebook!r} has no {profile!r} parameters: add it to "
+            f"nacode/profiles.py (known: {sorted(table[profile])})"
+        )
+    params = copy.deepcopy(table[profile][notebook])
+    params.update(profile=profile, device=device)
+    return params
