@@ -83,7 +83,10 @@ def load_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
         raise ManifestError(f"{path}: manifest not found; run from the repository root "
                             "or pass --manifest PATH") from None
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: not valid YAML ({exc}); fix the syntax") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ManifestError(f"{path}: not valid YAML{where} ({problem}); fix the syntax") from None
     entries = data.get("entries") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ManifestError(f"{path}: expected a top-level 'entries:' list")
