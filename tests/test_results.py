@@ -65,5 +65,5 @@ def test_project_root_found_from_a_subfolder(tmp_path, monkeypatch):
 
 def test_project_root_missing_names_the_markers(tmp_path, monkeypatch):
     monkeypatch.delenv("NACODE_ROOT", raising=False)
-    with pytest.raises(FileNotFoundError, match="_toc.yml"):
+    with pytest.raises(FileNotFoundError, match=r"_toc\.yml"):
         results.project_root(tmp_path)
