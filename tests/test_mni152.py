@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nacode.anatomy import load_mni152, tissue_volumes
+from nacode.anatomy import MNI152, block_mean, load_mni152, mixed_voxel_fraction, tissue_volumes
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +58,38 @@ def test_resolution_is_validated():
 def test_unknown_tissue_is_rejected(templates):
     with pytest.raises(ValueError, match="unknown tissue"):
         templates.tissue("bone")
+
+
+def synthetic(boundary: int, shape=(8, 8, 8)) -> MNI152:
+    """GM for x < boundary, WM beyond; mask everywhere; 1 mm voxels."""
+    gm = np.zeros(shape, np.float32)
+    gm[:boundary] = 1.0
+    wm = 1.0 - gm
+    zeros = np.zeros(shape, np.float32)
+    return MNI152(t1=zeros, gm=gm, wm=wm, csf=zeros, mask=np.ones(shape, bool),
+                  affine=np.eye(4), voxel_mm=(1.0, 1.0, 1.0))
+
+
+def test_block_mean_known_values():
+    volume = np.arange(4 * 4 * 2, dtype=float).reshape(4, 4, 2)
+    coarse = block_mean(volume, 2)
+    assert coarse.shape == (2, 2, 1)
+    assert coarse[0, 0, 0] == pytest.approx(volume[:2, :2, :2].mean())
+    assert block_mean(np.full((5, 5, 5), 3.0), 2).shape == (2, 2, 2)  # partial blocks dropped
+    with pytest.raises(ValueError, match="positive integer"):
+        block_mean(volume, 0)
+
+
+def test_mixed_fraction_counts_blocks_straddling_a_boundary():
+    # boundary on a block edge: every 4 mm voxel is pure
+    assert mixed_voxel_fraction(synthetic(4), voxel_mm=4.0) == 0.0
+    # boundary at x = 3: the first block column holds 3/4 GM + 1/4 WM -> mixed; half of all blocks
+    assert mixed_voxel_fraction(synthetic(3), voxel_mm=4.0, purity=0.9) == 0.5
+    # ... but pure enough at a 70 % purity threshold
+    assert mixed_voxel_fraction(synthetic(3), voxel_mm=4.0, purity=0.7) == 0.0
+    with pytest.raises(ValueError, match="integer multiple"):
+        mixed_voxel_fraction(synthetic(3), voxel_mm=2.5)
+
+
+def test_most_4mm_brain_voxels_mix_tissues(templates):
+    assert 0.5 < mixed_voxel_fraction(templates, 4.0) < 1.0

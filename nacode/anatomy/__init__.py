@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from nacode.anatomy.mni152 import MNI152, load_mni152, tissue_volumes
+from nacode.anatomy.mni152 import (
+    MNI152,
+    block_mean,
+    load_mni152,
+    mixed_voxel_fraction,
+    tissue_volumes,
+)
 
-__all__ = ["MNI152", "load_mni152", "tissue_volumes"]
+__all__ = ["MNI152", "block_mean", "load_mni152", "mixed_voxel_fraction", "tissue_volumes"]

@@ -134,3 +134,62 @@ def tissue_volumes(templates: MNI152):
     rows.append({"tissue": "brain", "volume_ml": total, "fraction": total / brain_ml,
                  "mean_t1": mean_brain})
     return pd.DataFrame(rows)
+
+
+def block_mean(volume: np.ndarray, factor: int) -> np.ndarray:
+    """Average non-overlapping ``factor``³ blocks (the trailing partial blocks are dropped).
+
+    Parameters
+    ----------
+    volume : ndarray, shape (X, Y, Z)
+        Fine-grid values (e.g. tissue probabilities).
+    factor : int
+        Integer coarsening factor along every axis (≥ 1).
+
+    Returns
+    -------
+    ndarray, shape (X // factor, Y // factor, Z // factor), float64
+    """
+    if int(factor) != factor or factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    if volume.ndim != 3:
+        raise ValueError(f"expected a 3D (X, Y, Z) volume, got shape {volume.shape}")
+    nx, ny, nz = (n // factor for n in volume.shape)
+    cropped = np.asarray(volume, dtype=np.float64)[: nx * factor, : ny * factor, : nz * factor]
+    return cropped.reshape(nx, factor, ny, factor, nz, factor).mean(axis=(1, 3, 5))
+
+
+def mixed_voxel_fraction(templates: MNI152, voxel_mm: float = 4.0,
+                         purity: float = 0.9) -> float:
+    """Fraction of brain voxels at a coarser isotropic resolution that mix tissues.
+
+    The GM, WM and CSF maps are block-averaged to ``voxel_mm`` (the acquisition's voxel) and a
+    coarse voxel counts as *mixed* when no tissue reaches ``purity`` of it. Only coarse voxels
+    that are at least half inside the brain mask are counted.
+
+    Parameters
+    ----------
+    templates : MNI152
+        Fine-grid templates; ``voxel_mm`` must be an integer multiple of their voxel size.
+    voxel_mm : float
+        Coarse voxel size in mm (4 mm for the brain study).
+    purity : float
+        Tissue fraction in (0, 1] above which a voxel is called pure.
+
+    Returns
+    -------
+    float
+        Mixed voxels / brain voxels at the coarse resolution, in [0, 1].
+    """
+    factor = voxel_mm / templates.voxel_mm[0]
+    if abs(factor - round(factor)) > 1e-9 or round(factor) < 1:
+        raise ValueError(f"voxel_mm={voxel_mm} is not an integer multiple of "
+                         f"{templates.voxel_mm[0]} mm")
+    if not 0 < purity <= 1:
+        raise ValueError(f"purity must lie in (0, 1], got {purity}")
+    factor = round(factor)
+    inside = block_mean(templates.mask, factor) >= 0.5
+    tissues = np.stack([block_mean(templates.tissue(t) * templates.mask, factor)
+                        for t in TISSUES])
+    pure = tissues.max(axis=0) >= purity
+    return float((inside & ~pure).sum() / inside.sum())
