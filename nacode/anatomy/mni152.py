@@ -137,7 +137,7 @@ def tissue_volumes(templates: MNI152):
 
 
 def block_mean(volume: np.ndarray, factor: int) -> np.ndarray:
-    """Average non-overlapping ``factor``³ blocks (the trailing partial blocks are dropped).
+    """Average non-overlapping cubes of ``factor`` voxels per side (partial cubes are dropped).
 
     Parameters
     ----------
