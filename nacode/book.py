@@ -135,6 +135,7 @@ def execute(notebook: Notebook, paired: Path, executed_dir: Path,
         papermill.execute_notebook(
             str(paired), str(partial), parameters=parameters, kernel_name=KERNEL,
             progress_bar=False, log_output=False, cwd=str(notebook.source.parent),
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no kernel chatter on stderr
         )
     except papermill.PapermillExecutionError as exc:
         os.replace(partial, failed)
