@@ -1,0 +1,1 @@
+"""Acquisition physics: sodium signal, trajectories, NUFFT, density compensation, coils, noise."""

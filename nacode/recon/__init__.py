@@ -1,0 +1,1 @@
+"""Reconstruction and quantification: gridding, compressed sensing, TSC calibration."""
