@@ -240,9 +240,10 @@ def brain_subject(seed: int, *, voxel_mm: int = 2, acquisition_mm: float = 4.0) 
     mask) is resampled once, linearly. The warped mask is thresholded at 0.5; inside it
     CSF = clip(1 − GM − WM, 0, 1), as in :func:`~nacode.anatomy.mni152.load_mni152`. The
     grid is the template's, zero-padded to a cube of 240 mm (the same for every subject) with
-    the tubes at least 8 mm inside it; its side is a multiple of twice the acquisition block. Tubes keep at least
-    6 mm plus one voxel from the brain mask. Generation takes about 0.3 s at 2 mm and 3 s at
-    1 mm on one core once the templates are cached (loading them takes a few seconds).
+    the tubes at least 8 mm inside it; its side is a multiple of twice the acquisition block.
+    Tubes keep at least 6 mm plus one voxel from the brain mask. Generation takes about 0.3 s
+    at 2 mm and 3 s at 1 mm on one core once the templates are cached (loading them takes a
+    few seconds).
     """
     if voxel_mm not in RESOLUTIONS_MM or isinstance(voxel_mm, bool):
         raise ValueError(f"voxel_mm must be one of {RESOLUTIONS_MM} (the MNI152 template "
