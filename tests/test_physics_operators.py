@@ -106,3 +106,33 @@ def test_fine_grid_sampling_equals_acquisition_grid_sampling_for_a_smooth_object
 
     coarse, fine = sample_image(blob(80), traj), sample_image(blob(320), traj)
     assert np.linalg.norm(coarse - fine) / np.linalg.norm(coarse) < 1e-6
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_planned_nufft_is_sigpys_nufft(ndim):
+    from nacode.physics import nufft as nf
+
+    rng = np.random.default_rng(3)
+    if ndim == 2:
+        shape, coord = (40, 40), trajectory.spiral(matrix=40, n_interleaves=10).coord
+    else:
+        shape, coord = (10, 10, 10), trajectory.radial3d(matrix=10).coord
+    flat = coord.reshape(-1, ndim)
+    x = rng.standard_normal((2, *shape)) + 1j * rng.standard_normal((2, *shape))
+    y = rng.standard_normal((2, flat.shape[0])) + 1j * rng.standard_normal((2, flat.shape[0]))
+    ours_f, ours_a = nf.nufft(x, coord), nf.nufft_adjoint(y, coord, shape)
+    ref_f = sp.nufft(x, flat, oversamp=nf.OVERSAMP, width=nf.WIDTH)
+    ref_a = sp.nufft_adjoint(y, flat, oshape=(2, *shape), oversamp=nf.OVERSAMP, width=nf.WIDTH)
+    assert np.linalg.norm(ours_f - ref_f) / np.linalg.norm(ref_f) < 1e-6
+    assert np.linalg.norm(ours_a - ref_a) / np.linalg.norm(ref_a) < 1e-6
+
+
+def test_large_problems_fall_back_to_sigpy(monkeypatch):
+    from nacode.physics import nufft as nf
+
+    monkeypatch.setattr(nf, "MAX_PLAN_NNZ", 10)
+    coord = trajectory.radial(matrix=16).coord
+    assert nf.plan_for((16, 16), coord) is None
+    x = np.random.default_rng(0).standard_normal((16, 16)) + 0j
+    ref = sp.nufft(x, coord.reshape(-1, 2), oversamp=nf.OVERSAMP, width=nf.WIDTH)
+    assert np.allclose(nf.nufft(x, coord), ref)
