@@ -89,3 +89,133 @@ def orthogonal_views(
                 ax.set_title(view)
     fig.tight_layout()
     return fig
+
+
+def image_grid(
+    images: Mapping[str, np.ndarray],
+    *,
+    ncols: int | None = None,
+    cmap: str = "gray",
+    vmin: float | None = 0.0,
+    vmax: float | Mapping[str, float] | None = None,
+    colorbar: str | None = None,
+    panel_inches: float = 2.4,
+):
+    """Panels of 2D images with titles, optionally sharing one colour bar.
+
+    Parameters
+    ----------
+    images : mapping of str to ndarray, each shape (Ny, Nx)
+        Title → image (row 0 at the top).
+    ncols : int, optional
+        Panels per row (default: all in one row).
+    cmap : str
+        Colormap.
+    vmin : float, optional
+        Lower display limit.
+    vmax : float or mapping, optional
+        Upper display limit, shared or per title (default: the largest 99.5th percentile).
+    colorbar : str, optional
+        Label of a shared colour bar (e.g. ``"TSC (mM)"``); none if omitted.
+    panel_inches : float
+        Size of one panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    ncols = ncols or len(images)
+    nrows = -(-len(images) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(ncols * panel_inches, nrows * panel_inches + 0.3))
+    shared = vmax if isinstance(vmax, int | float) else None
+    if vmax is None:
+        shared = max(float(np.percentile(image, 99.5)) for image in images.values()) or 1.0
+    shown = None
+    for ax, (title, image) in zip(axes.flat, images.items(), strict=False):
+        top = vmax.get(title, shared) if isinstance(vmax, Mapping) else shared
+        shown = ax.imshow(image, cmap=cmap, vmin=vmin, vmax=top, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if not ax.images:
+            ax.axis("off")
+    if colorbar and shown is not None:
+        fig.colorbar(shown, ax=axes, label=colorbar, shrink=0.8)
+    else:
+        fig.tight_layout()
+    return fig
+
+
+def trajectory_plot(traj, *, shots: int = 3):
+    """k-space paths of the first ``shots`` interleaves/spokes coloured by time, and |k|(t).
+
+    Parameters
+    ----------
+    traj : nacode.physics.trajectory.Trajectory
+        A 2D trajectory.
+    shots : int
+        How many interleaves or spokes to draw in colour (the rest in grey).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.8))
+    for coord in traj.coord:
+        left.plot(coord[:, 1], coord[:, 0], color="0.85", lw=0.6)
+    for shot in range(min(shots, traj.n_shots)):
+        points = left.scatter(traj.coord[shot, :, 1], traj.coord[shot, :, 0],
+                              c=traj.times_ms[shot], s=3, cmap="viridis")
+    fig.colorbar(points, ax=left, label="time after excitation (ms)")
+    half = traj.matrix[0] / 2
+    left.set(xlim=(-half, half), ylim=(-half, half), aspect="equal",
+             xlabel="$k_x$ (cycles/FOV)", ylabel="$k_y$ (cycles/FOV)")
+    radius = np.sqrt((traj.coord[0] ** 2).sum(-1))
+    right.plot(traj.times_ms[0], radius)
+    right.set(xlabel="time after excitation (ms)", ylabel="|k| (cycles/FOV)",
+              title=f"readout {traj.readout_ms:.2f} ms")
+    fig.tight_layout()
+    return fig
+
+
+def line_plot(x: np.ndarray, curves: Mapping[str, np.ndarray], *, xlabel: str, ylabel: str,
+              title: str | None = None, markers: bool = False):
+    """Several curves over one x axis, with a legend."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    for label, y in curves.items():
+        ax.plot(x, y, marker="o" if markers else None, ms=3, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_plot(calibration):
+    """Tube signals against their concentrations with the fitted line.
+
+    Parameters
+    ----------
+    calibration : nacode.recon.calibration.Calibration
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    c = np.asarray(calibration.concentrations)
+    ax.plot(c, calibration.signals, "o", label="tube ROI means")
+    grid = np.linspace(0, c.max() * 1.05, 50)
+    ax.plot(grid, calibration.slope * grid + calibration.intercept,
+            label=f"fit, $R^2$ = {calibration.r2:.4f}")
+    ax.set(xlabel="tube concentration (mM)", ylabel="signal (a.u.)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -68,3 +68,21 @@ def test_acquisition_times_match_the_calf_paper():
     assert format_minutes(acquisition_time_s(10, 20, CALF_SEQUENCE)) == "0:40"
     with pytest.raises(ValueError, match="NSA"):
         acquisition_time_s(-1, 20, CALF_SEQUENCE)
+
+
+def test_gridded_noise_sd_and_snr_calibration():
+    from nacode.physics import trajectory
+    from nacode.physics.nufft import density_compensation, gridding
+
+    traj = trajectory.radial(matrix=32)
+    weights = density_compensation(traj)
+    rng = np.random.default_rng(0)
+    images = np.stack([gridding(noise.complex_noise(traj.times_ms.shape, 1.5, rng), traj,
+                                weights) for _ in range(40)])
+    predicted = noise.gridded_noise_sd(1.5, weights, traj.matrix)
+    assert images.real.std() == pytest.approx(predicted, rel=0.03)
+    # magnitude background SD of pure noise: Rayleigh
+    assert np.abs(images).std() == pytest.approx(noise.RAYLEIGH_SD * predicted, rel=0.03)
+    sigma = noise.sigma_for_snr(10.0, 5.0, 4, weights, traj.matrix)
+    assert 10.0 / (noise.RAYLEIGH_SD * noise.gridded_noise_sd(sigma, weights, traj.matrix)
+                   / 2) == pytest.approx(5.0)

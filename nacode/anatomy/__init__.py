@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from nacode.anatomy.brain import brain_subject
+from nacode.anatomy.breast import breast_subject
+from nacode.anatomy.calf import MUSCLES, calf_subject
 from nacode.anatomy.mni152 import (
     MNI152,
     block_mean,
@@ -9,5 +12,19 @@ from nacode.anatomy.mni152 import (
     mixed_voxel_fraction,
     tissue_volumes,
 )
+from nacode.anatomy.subject import Subject, Tissue, Tube
 
-__all__ = ["MNI152", "block_mean", "load_mni152", "mixed_voxel_fraction", "tissue_volumes"]
+__all__ = [
+    "MNI152",
+    "MUSCLES",
+    "Subject",
+    "Tissue",
+    "Tube",
+    "block_mean",
+    "brain_subject",
+    "breast_subject",
+    "calf_subject",
+    "load_mni152",
+    "mixed_voxel_fraction",
+    "tissue_volumes",
+]

@@ -5,7 +5,7 @@ generator draws from (:func:`draw`). Sources: the calf paper's 150-average refer
 (muscle 21.5 mM, skin 18.8 mM); bi-exponential T2* in tissue, ~60 % fast (0.5–5 ms) and
 40 % slow (12–30 ms), e.g. WM 3.4/23.5 ms, GM 3.9/26.3 ms, calf muscle ≈ 3/13 ms; fluids
 mono-exponential ≈ 50–60 ms; T1 ≈ 25–40 ms (Madelin et al. 2014). Tubes are NaCl in agar gel,
-whose relaxation resembles tissue (assumed 3.5/20 ms, 60 % fast, T1 40 ms). ``proton`` is a
+whose relaxation resembles tissue (assumed 3/15 ms, 60 % fast, T1 30 ms). ``proton`` is a
 T1-weighted-looking 1H intensity (fat bright, fluid dark).
 """
 
@@ -40,7 +40,7 @@ LITERATURE: dict[str, Tissue] = {
         Tissue("CSF", tsc=140.0, t2_fast=55.0, t2_slow=55.0, frac_fast=0.0, t1=50.0,
                proton=0.15),
         # reference tubes (agar gel; the concentration is set per tube)
-        Tissue("tube", tsc=50.0, t2_fast=3.5, t2_slow=20.0, frac_fast=0.6, t1=40.0, proton=0.6),
+        Tissue("tube", tsc=50.0, t2_fast=3.0, t2_slow=15.0, frac_fast=0.6, t1=30.0, proton=0.6),
     )
 }
 

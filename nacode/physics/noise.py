@@ -125,3 +125,32 @@ def coil_noise(shape: tuple[int, ...], covariance: np.ndarray, rng: np.random.Ge
     chol = np.linalg.cholesky(covariance)
     white = complex_noise((covariance.shape[0], int(np.prod(shape))), 1.0, rng)
     return (chol @ white).reshape(covariance.shape[0], *shape)
+
+
+def gridded_noise_sd(sigma: float, weights: np.ndarray, matrix: tuple[int, ...]) -> float:
+    """Standard deviation (of Re or Im) of a gridded image's noise from k-space noise σ.
+
+    For ``x = Aᴴ(w · n)`` with the orthonormal NUFFT (``1/√N`` with N = prod(matrix)), each
+    pixel is ``N^{-1/2} Σ_k w_k n_k e^{iφ_k}``, so its real part has variance
+    ``σ² Σ_k w_k² / N``.
+    """
+    return float(sigma * np.sqrt((np.asarray(weights) ** 2).sum() / np.prod(matrix)))
+
+
+#: Standard deviation of a Rayleigh-distributed magnitude per unit complex noise SD:
+#: ``sqrt((4 − π) / 2)`` — the background SD of a magnitude image.
+RAYLEIGH_SD = float(np.sqrt((4 - np.pi) / 2))
+
+
+def sigma_for_snr(signal: float, snr: float, nsa: int, weights: np.ndarray,
+                  matrix: tuple[int, ...]) -> float:
+    """Per-replicate k-space σ giving an estimated SNR (signal / background SD) at ``nsa``.
+
+    The estimate is the calf paper's: mean signal in a tissue ROI over the standard deviation
+    of a background ROI of the magnitude image, where noise is Rayleigh distributed.
+    """
+    nsa = _check_nsa(nsa)
+    if signal <= 0 or snr <= 0:
+        raise ValueError("signal and target SNR must be positive")
+    unit = gridded_noise_sd(1.0, weights, matrix) * RAYLEIGH_SD / np.sqrt(nsa)
+    return float(signal / snr / unit)
