@@ -9,4 +9,10 @@ papermill) are imported lazily by the modules that need them.
 
 from __future__ import annotations
 
+import warnings
+
 __version__ = "0.1.0"
+
+# sigpy imports tqdm.auto; without ipywidgets in a notebook kernel tqdm warns once and falls
+# back to text progress bars, which is what the book wants.
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")

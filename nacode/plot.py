@@ -151,7 +151,7 @@ def image_grid(
 
 
 def trajectory_plot(traj, *, shots: int = 3):
-    """k-space paths of the first ``shots`` interleaves/spokes coloured by time, and |k|(t).
+    """k-space paths of the first ``shots`` interleaves/spokes coloured by time, and ``|k|(t)``.
 
     Parameters
     ----------

@@ -17,11 +17,13 @@ DEVICES = ("cpu", "cuda")
 #: Parameters per profile, then per notebook (the notebook's file stem in ``book/``).
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
+        "primer": {"seed": 0, "nsas": [150, 50, 30, 10], "bench_repeats": 20},
         "mni152": {
             "resolution_mm": 2,  # nilearn's 2 mm resampling of the 1 mm templates
         },
     },
     "full": {
+        "primer": {"seed": 0, "nsas": [150, 50, 30, 10], "bench_repeats": 100},
         "mni152": {
             "resolution_mm": 1,  # the templates' native 1 mm grid
         },

@@ -62,14 +62,14 @@ def acquire(
     readout_decay : bool
         If True each sample decays to its own time; if False the whole readout sees the
         object at TE (the first sample time), as if T2* were infinite during the readout.
-    coil_maps : ndarray, shape (n_coils, *subject.shape), optional
+    coil_maps : ndarray, shape ``(n_coils, *subject.shape)``, optional
         Receive sensitivities (and any bias field) on the fine grid.
     tol : float
         Relative error accepted in the low-rank decay model.
 
     Returns
     -------
-    ndarray, shape (*traj.times_ms.shape) or (n_coils, *traj.times_ms.shape), complex128
+    ndarray, shape ``traj.times_ms.shape`` or ``(n_coils, *traj.times_ms.shape)``, complex128
         k-space in the units of the NUFFT of a TSC-like image (mM-scaled) on the matrix.
     """
     if not np.allclose(subject.fov_mm, traj.fov_mm, rtol=1e-6):

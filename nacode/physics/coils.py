@@ -26,7 +26,7 @@ def coil_maps(shape: tuple[int, ...], n_coils: int = 8, *, radius: float = 1.5
 
     Returns
     -------
-    ndarray, shape (n_coils, *shape), complex128
+    ndarray, shape ``(n_coils, *shape)``, complex128
         Maps normalised so that the root-sum-of-squares is 1 at its maximum.
     """
     import sigpy.mri
@@ -85,7 +85,7 @@ def walsh(images: np.ndarray, covariance: np.ndarray | None = None, *, window: i
 
     Parameters
     ----------
-    images : ndarray, shape (n_coils, *shape), complex
+    images : ndarray, shape ``(n_coils, *shape)``, complex
         Coil images.
     covariance : ndarray, shape (n_coils, n_coils), optional
         Noise covariance Ψ (identity if omitted); the data are whitened with it first.

@@ -14,7 +14,7 @@ from nacode.physics.nufft import nufft_op
 
 
 def coil_op(maps: np.ndarray):
-    """``x ↦ maps · x``: image (shape) → coil images (n_coils, *shape)."""
+    """``x ↦ maps · x``: image ``shape`` → coil images ``(n_coils, *shape)``."""
     import sigpy as sp
 
     return sp.linop.Multiply(maps.shape[1:], maps)
@@ -26,7 +26,7 @@ def multicoil_nufft_op(maps: np.ndarray, coord: np.ndarray):
 
 
 def finite_difference_op(shape: tuple[int, ...]):
-    """Forward differences along every axis (circular), shape → (ndim, *shape)."""
+    """Forward differences along every axis (circular): ``shape`` → ``(ndim, *shape)``."""
     import sigpy as sp
 
     return sp.linop.FiniteDifference(tuple(shape))

@@ -114,7 +114,7 @@ def correlated_covariance(n_coils: int, correlation: float = 0.3, *, seed: int =
 
 def coil_noise(shape: tuple[int, ...], covariance: np.ndarray, rng: np.random.Generator
                ) -> np.ndarray:
-    """Multi-coil complex noise ``L z`` with ``Ψ = L L^H``; shape (n_coils, *shape).
+    """Multi-coil complex noise ``L z`` with ``Ψ = L L^H``, shape ``(n_coils, *shape)``.
 
     ``covariance`` is ``Ψ = E[n nᴴ] / 2``, so that its diagonal is the per-coil σ² of
     :func:`complex_noise` (σ in each of Re and Im).

@@ -101,7 +101,7 @@ class NufftPlan:
         return apod
 
     def forward(self, image: np.ndarray) -> np.ndarray:
-        """Samples of ``image`` (shape (*batch, *shape)) → (*batch, n_samples)."""
+        """Samples of ``image``, shape ``(*batch, *shape)`` → ``(*batch, n_samples)``."""
         import sigpy as sp
 
         ndim = len(self.shape)
@@ -113,7 +113,7 @@ class NufftPlan:
         return (self.matrix @ flat.T).T.reshape(*batch, self.n_samples)
 
     def adjoint(self, samples: np.ndarray) -> np.ndarray:
-        """Adjoint: (*batch, n_samples) → images (*batch, *shape)."""
+        """Adjoint: ``(*batch, n_samples)`` → images ``(*batch, *shape)``."""
         import sigpy as sp
 
         ndim = len(self.shape)
@@ -145,7 +145,7 @@ def plan_for(shape: tuple[int, ...], coord: np.ndarray) -> NufftPlan | None:
 
 
 def nufft(image: np.ndarray, coord: np.ndarray) -> np.ndarray:
-    """Forward NUFFT of ``image`` (…, *shape) at ``coord`` → (…, n), planned when possible."""
+    """Forward NUFFT of an image ``(..., *shape)`` at ``coord`` → ``(..., n)`` (planned)."""
     import sigpy as sp
 
     ndim = coord.shape[-1]
@@ -158,7 +158,7 @@ def nufft(image: np.ndarray, coord: np.ndarray) -> np.ndarray:
 
 def nufft_adjoint(samples: np.ndarray, coord: np.ndarray, shape: tuple[int, ...]
                   ) -> np.ndarray:
-    """Adjoint NUFFT of (…, n) samples onto images (…, *shape), planned when possible."""
+    """Adjoint NUFFT of ``(..., n)`` samples onto images ``(..., *shape)``, planned if possible."""
     import sigpy as sp
 
     plan = plan_for(shape, coord)
@@ -225,7 +225,7 @@ def nufft_op(shape: tuple[int, ...], coord: np.ndarray):
     Returns
     -------
     sigpy.linop.Linop
-        Forward ``A`` (image → flat samples, shape (*batch, n)); ``A.H`` is its adjoint.
+        Forward ``A`` (image → flat samples, shape ``(*batch, n)``); ``A.H`` is its adjoint.
     """
 
     shape = tuple(int(n) for n in shape)
@@ -276,7 +276,7 @@ def gridding(kspace: np.ndarray, traj: Trajectory, weights: np.ndarray) -> np.nd
 
     Parameters
     ----------
-    kspace : ndarray, shape ``traj.times_ms.shape`` or (n_coils, *that)
+    kspace : ndarray, shape ``traj.times_ms.shape`` or ``(n_coils, *traj.times_ms.shape)``
         Measured samples (complex).
     traj : Trajectory
         Where they were measured.
@@ -285,7 +285,7 @@ def gridding(kspace: np.ndarray, traj: Trajectory, weights: np.ndarray) -> np.nd
 
     Returns
     -------
-    ndarray, shape ``traj.matrix`` or (n_coils, *matrix), complex128
+    ndarray, shape ``traj.matrix`` or ``(n_coils, *traj.matrix)``, complex128
         The gridded image(s).
     """
 

@@ -63,7 +63,7 @@ class Trajectory:
 
     @property
     def kmax(self) -> float:
-        """Largest |k| reached, grid units."""
+        """Largest ``|k|`` reached, grid units."""
         return float(np.sqrt((self.coord**2).sum(-1)).max())
 
     def gradients_mT_m(self) -> np.ndarray:
@@ -159,9 +159,9 @@ def traverse(a: float, theta_max: float, k_speed_max: float, k_accel_max: float,
     theta_max : float
         Final angle, rad.
     k_speed_max : float
-        Largest |dk/dt| = γ̄ G_max, 1/m/s.
+        Largest ``|dk/dt| = γ̄ G_max``, 1/m/s.
     k_accel_max : float
-        Largest |d²k/dt²| = γ̄ S_max, 1/m/s².
+        Largest ``|d²k/dt²| = γ̄ S_max``, 1/m/s².
     dt : float
         Integration step, s.
 
@@ -200,7 +200,7 @@ def radial(
 
     Full sampling uses ⌈π N⌉ half-spokes (azimuthal spacing at the edge of k-space ≤ 1 grid
     unit); ``undersampling = R`` keeps ⌈π N / R⌉. Angles are uniform over 2π, or successive
-    golden angles (≈ 137.5°) when ``golden``. Each spoke runs from k = 0 at TE to |k| = N/2 at
+    golden angles (≈ 137.5°) when ``golden``. Each spoke runs from k = 0 at TE to ``|k| = N/2`` at
     constant speed over ``readout_ms``.
 
     Returns
@@ -236,7 +236,7 @@ def radial3d(
 ) -> Trajectory:
     """3D centre-out radial (kooshball) trajectory with golden-means spoke directions.
 
-    Full sampling uses ⌈π N²⌉ half-spokes (surface spacing ≤ 1 grid unit at |k| = N/2,
+    Full sampling uses ⌈π N²⌉ half-spokes (surface spacing ≤ 1 grid unit at ``|k| = N/2``,
     i.e. 4π(N/2)² / spokes ≤ 1); directions follow the 2D golden means of Chan et al. (2009),
     which cover the sphere uniformly for any number of spokes.
 

@@ -79,6 +79,12 @@ def calf_scan(seed: int = 0, *, readout_decay: bool = True, snr: float = REFEREN
     return CalfScan(subject, traj, weights, kspace, sigma)
 
 
+def rescan(scan: CalfScan, subject: Subject) -> CalfScan:
+    """Scan a modified subject with the same trajectory and noise level as ``scan``."""
+    kspace = acquire(subject, scan.traj, CALF_SEQUENCE)
+    return CalfScan(subject, scan.traj, scan.weights, kspace, scan.sigma)
+
+
 def estimated_snr(scan: CalfScan, image: np.ndarray) -> float:
     """The paper's estimate: mean muscle signal / SD of the background ROI."""
     return float(image[scan.muscle_roi()].mean() / image[scan.background_roi()].std())
@@ -211,3 +217,45 @@ def acquire_image(image: np.ndarray, traj: Trajectory) -> np.ndarray:
     from nacode.physics.nufft import sample_image
 
     return sample_image(image, traj)
+
+
+def with_tubes(subject: Subject, **changes: float) -> Subject:
+    """A copy of ``subject`` whose tube tissues have some properties changed (e.g. ``t1=40``)."""
+    from dataclasses import replace
+
+    tissues = dict(subject.tissues)
+    for tube in subject.tubes:
+        tissues[tube.label] = replace(tissues[tube.label], **changes)
+    return replace(subject, tissues=tissues)
+
+
+def tissue_table(subject: Subject):
+    """The subject's tissue properties as a table (one row per tissue, air excluded)."""
+    import pandas as pd
+
+    rows = [{"label": label, "tissue": t.name, "tsc_mM": t.tsc, "t2_fast_ms": t.t2_fast,
+             "t2_slow_ms": t.t2_slow, "frac_fast": t.frac_fast, "t1_ms": t.t1,
+             "proton": t.proton, "fine_voxels": int((subject.labels == label).sum())}
+            for label, t in sorted(subject.tissues.items()) if t.tsc > 0]
+    return pd.DataFrame(rows)
+
+
+def gallery(seed: int = 0) -> dict[str, Subject]:
+    """One subject of each anatomy: a calf, a brain, a breast patient with a sodium-only lesion."""
+    from nacode.anatomy.brain import brain_subject
+    from nacode.anatomy.breast import breast_subject
+
+    return {"calf": calf_subject(seed), "brain": brain_subject(seed),
+            "breast": breast_subject(seed, n_tumours=2, sodium_only=True)}
+
+
+def central_slice(subject: Subject, array: np.ndarray | None = None) -> np.ndarray:
+    """A 2D view of a map: the map itself in 2D, the axial slice through the tubes in 3D.
+
+    3D brains are shown as radiological axial slices (anterior up, the subject's right left).
+    """
+    array = subject.tsc if array is None else array
+    if subject.ndim == 2:
+        return array
+    z = subject.shape[2] // 2 + round(subject.tubes[0].centre_mm[2] / subject.voxel_mm[2])
+    return array[:, :, z].T[::-1, ::-1]
