@@ -115,3 +115,34 @@ def test_3d_radial_acquisition_of_a_3d_subject_reconstructs_it():
     centre = (slice(6, 10),) * 3
     assert image[centre].mean() == pytest.approx(truth[centre].mean(), rel=0.05)
     assert image[0, 0, 0] < 0.2 * image[centre].mean()  # outside the ball: ringing only
+
+
+def test_multicoil_acquisition_matches_the_single_coil_one():
+    from nacode.physics.coils import coil_maps, sum_of_squares
+
+    subject = disc_subject()
+    traj = trajectory.radial(matrix=80)
+    weights = density_compensation(traj)
+    single = acquire(subject, traj, readout_decay=False)
+    one_coil = acquire(subject, traj, readout_decay=False,
+                       coil_maps=np.ones((1, *subject.shape)))
+    assert np.allclose(one_coil[0], single)
+    maps_fine = coil_maps(subject.shape, 8)
+    coils = gridding(acquire(subject, traj, readout_decay=False, coil_maps=maps_fine), traj,
+                     weights)
+    combined = sum_of_squares(coils)
+    plain = np.abs(gridding(single, traj, weights))
+    rss = downsample(sum_of_squares(maps_fine), traj.matrix)
+    inside = downsample((subject.labels == 1).astype(float), traj.matrix) == 1
+    assert np.allclose(combined[inside], (plain * rss)[inside], rtol=0.05)
+    with pytest.raises(ValueError, match="coil maps"):
+        acquire(subject, traj, coil_maps=np.ones((2, 10, 10)))
+
+
+def test_gridding_rejects_mismatched_kspace_and_weights():
+    traj = trajectory.radial(matrix=16)
+    weights = density_compensation(traj)
+    with pytest.raises(ValueError, match="k-space shape"):
+        gridding(np.zeros((3, 7), complex), traj, weights)
+    with pytest.raises(ValueError, match="weights shape"):
+        gridding(np.zeros(traj.times_ms.shape, complex), traj, weights[:, :-1])
