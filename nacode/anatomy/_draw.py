@@ -159,14 +159,6 @@ def bias_field(shape: tuple[int, int], rng: np.random.Generator,
     return (1.0 + field).astype(np.float32)
 
 
-def lookup(labels: np.ndarray, tissues: dict[int, Tissue], attribute: str) -> np.ndarray:
-    """Per-voxel ``attribute`` of each label's tissue, float32, shape of ``labels``."""
-    table = np.zeros(max(tissues) + 1, dtype=np.float32)
-    for label, tissue in tissues.items():
-        table[label] = getattr(tissue, attribute)
-    return table[labels]
-
-
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 4-connected component of ``mask`` (empty if ``mask`` is)."""
     parts, count = ndimage.label(mask)

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from nacode.anatomy import _draw
-from nacode.anatomy.subject import AIR, Subject, Tissue
+from nacode.anatomy.subject import AIR, Subject, Tissue, lookup
 from nacode.anatomy.tissues import TUBE_CONCENTRATIONS, draw
 
 SKIN, FAT, FIBROGLANDULAR, MUSCLE, HEART, CORTEX, MARROW = range(1, 8)
@@ -252,7 +252,7 @@ def breast_subject(seed: int, *, n_tumours: int = 0, sodium_only: bool = False,
     tubes = _draw.add_tubes(labels, tissues, tube_rng, body, voxel, TUBE_CONCENTRATIONS,
                             TUBE_RADIUS_MM, gap_mm=TUBE_GAP_MM,
                             allowed=np.broadcast_to((y >= top) & (y <= chest), shape))
-    proton = (_draw.lookup(labels, tissues, "proton") * bias).astype(np.float32)
+    proton = (lookup(labels, tissues, "proton") * bias).astype(np.float32)
     extra = {"lesions": lesions, "bias": bias, **geometry}
     return Subject(kind="breast", seed=seed, labels=labels, tissues=tissues, proton=proton,
                    voxel_mm=voxel, tubes=tubes, extra=extra)

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from nacode.anatomy import _draw
-from nacode.anatomy.subject import AIR, Subject, Tissue
+from nacode.anatomy.subject import AIR, Subject, Tissue, lookup
 from nacode.anatomy.tissues import TUBE_CONCENTRATIONS, draw
 
 #: Muscle compartments, in label order: ``subject.mask(*MUSCLES)`` is all muscle.
@@ -265,7 +265,7 @@ def calf_subject(seed: int, *, matrix: int = 320, fov_mm: float = 180.0) -> Subj
     tubes = _draw.add_tubes(labels, tissues, rng, body, voxel, TUBE_CONCENTRATIONS,
                             TUBE_RADIUS_MM, gap_mm=TUBE_GAP_MM)
     bias = _draw.bias_field(shape, rng)
-    proton = (_draw.lookup(labels, tissues, "proton") * bias).astype(np.float32)
+    proton = (lookup(labels, tissues, "proton") * bias).astype(np.float32)
     angles = np.linspace(-np.pi, np.pi, 720, endpoint=False)
     fat_all = fat_mm(angles)
     rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))

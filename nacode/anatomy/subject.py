@@ -60,6 +60,17 @@ class Tissue:
                              f"got {self.frac_fast}")
 
 
+def lookup(labels: np.ndarray, tissues: dict[int, Tissue], attribute: str) -> np.ndarray:
+    """Per-voxel ``attribute`` of each label's tissue, float32, shape of ``labels``.
+
+    Labels without a tissue entry get 0.
+    """
+    table = np.zeros(max(int(labels.max()), max(tissues)) + 1, dtype=np.float32)
+    for label, tissue in tissues.items():
+        table[label] = getattr(tissue, attribute)
+    return table[labels]
+
+
 #: Air/background: no sodium. Relaxation values are placeholders (no signal to relax).
 AIR = Tissue("air", tsc=0.0, t2_fast=1.0, t2_slow=1.0, frac_fast=0.0, t1=1.0, proton=0.0)
 
@@ -140,11 +151,7 @@ class Subject:
 
     # --- maps -----------------------------------------------------------------------------
     def _lookup(self, attribute: str) -> np.ndarray:
-        table = np.zeros(int(self.labels.max()) + 1, dtype=np.float32)
-        for label, tissue in self.tissues.items():
-            if label < table.size:
-                table[label] = getattr(tissue, attribute)
-        return table[self.labels]
+        return lookup(self.labels, self.tissues, attribute)
 
     @property
     def tsc(self) -> np.ndarray:

@@ -19,7 +19,7 @@ from nacode.anatomy.calf import MUSCLES, calf_subject
 from nacode.anatomy.subject import Subject
 from nacode.physics import noise
 from nacode.physics.acquire import acquire, downsample
-from nacode.physics.nufft import density_compensation, gridding
+from nacode.physics.nufft import density_compensation, gridding, sample_image
 from nacode.physics.signal import CALF_SEQUENCE, acquisition_time_s, decay, format_minutes
 from nacode.physics.trajectory import Trajectory, spiral
 from nacode.recon.calibration import calibrate_subject, roi_stats, tissue_roi
@@ -189,7 +189,7 @@ def benchmark(repeats: int = 20, seed: int = 0):
     subject = calf_subject(seed)
 
     def spiral_80():
-        kspace = acquire_image(image, traj)
+        kspace = sample_image(image, traj)
         return gridding(noise.average(kspace, 0.05, 50, rng), traj, weights)
 
     def calf_150():
@@ -210,13 +210,6 @@ def benchmark(repeats: int = 20, seed: int = 0):
                      "min_ms": float(np.min(times)), "max_ms": float(np.max(times)),
                      "target_ms": target, "repeats": repeats})
     return pd.DataFrame(rows)
-
-
-def acquire_image(image: np.ndarray, traj: Trajectory) -> np.ndarray:
-    """k-space of an image given on the acquisition matrix (no relaxation), e.g. a 1H image."""
-    from nacode.physics.nufft import sample_image
-
-    return sample_image(image, traj)
 
 
 def with_tubes(subject: Subject, **changes: float) -> Subject:
