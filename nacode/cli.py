@@ -36,6 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--build-dir", type=Path, default=None,
                       help="output folder (default: ROOT/_build)")
 
+    train = commands.add_parser("train", help="train a study's networks")
+    train.add_argument("study", choices=("calf",), help="which study")
+    train.add_argument("--nsa", type=int, action="append",
+                       help="train only the model for this NSA (repeatable; default: all)")
+    train.add_argument("--epochs", type=int, default=100, help="epochs per model (100)")
+    train.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                       help="stop each model after the epoch that exceeds this wall time")
+    train.add_argument("--out", type=Path, default=None, help="output folder (weights/)")
+    train.add_argument("--profile", choices=PROFILE_NAMES, default="full")
+    train.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+
     data = commands.add_parser("data", help="datasets and artifacts of data_manifest.yaml")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     verify = data_commands.add_parser("verify", help="check every manifest entry")
@@ -58,6 +69,21 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from nacode.book import resolve_device
+    from nacode.studies import calf, calf_data
+
+    records = calf.train_models(args.nsa or calf_data.NSAS, epochs=args.epochs,
+                                time_budget_s=args.time_budget,
+                                out_dir=args.out or calf.WEIGHTS_DIR, profile=args.profile,
+                                device=resolve_device(args.device))
+    for record in records:
+        print(f"{record['name']}: {record['epochs_trained']} epochs in {record['wall_s']} s, "
+              f"best validation loss {record['best_val_loss']:.4f} (epoch "
+              f"{record['best_epoch']})")
+    return 0
+
+
 def _cmd_data_verify(args: argparse.Namespace) -> int:
     from nacode import manifest
 
@@ -77,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from nacode.manifest import ManifestError
 
     args = _parser().parse_args(argv)
-    handlers = {"book": _cmd_book, "data": _cmd_data_verify}
+    handlers = {"book": _cmd_book, "train": _cmd_train, "data": _cmd_data_verify}
     try:
         return handlers[args.command](args)
     except (BookError, ManifestError, FileNotFoundError, ValueError) as exc:

@@ -1,0 +1,1 @@
+"""Denoisers: networks, losses, training, and classical baselines."""
