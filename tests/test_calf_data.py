@@ -90,3 +90,26 @@ def test_baselines_denoise_and_tuning_picks_the_best():
     assert np.median([psnr(c, s) for c, s in zip(clean, smoothed, strict=True)]) > scores[0.0]
     with pytest.raises(ValueError, match="sigma"):
         classic.gaussian(noisy, -1)
+
+
+def test_table1_compares_methods_against_the_input():
+    import torch
+
+    from nacode.denoise.dncnn import ResidualDnCNN
+    from nacode.studies import calf
+
+    rng = np.random.default_rng(1)
+    _, x = np.mgrid[:24, :24]
+    clean = np.stack([np.clip(np.sin(x / 4.0 + k) * 0.4 + 0.5, 0, 1) for k in range(6)])
+    noisy = np.clip(clean + 0.08 * rng.standard_normal(clean.shape), 0, 1).astype(np.float32)
+    data = {30: (noisy, clean.astype(np.float32))}
+    torch.manual_seed(0)
+    per_image, summary = calf.table1({30: ResidualDnCNN(blocks=1, channels=4)}, data, data,
+                                     val_limit=6)
+    assert set(summary["image"]) == {"input", "denoised", "gaussian", "nlm"}
+    assert len(per_image) == 4 * 6
+    rows = summary.set_index("image")
+    assert np.isnan(rows.loc["input", "p_psnr"]) and 0 < rows.loc["gaussian", "p_psnr"] <= 1
+    assert rows.loc["gaussian", "psnr_median"] > rows.loc["input", "psnr_median"]
+    table = calf.gains(summary)
+    assert table.loc[0, "paper_cnn_gain"] == pytest.approx(32.6 - 26.9)

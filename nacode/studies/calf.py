@@ -126,3 +126,106 @@ def train_models(nsas=calf_data.NSAS, *, epochs: int = 100, time_budget_s: float
                              out_dir, model_name(nsa), config, time_budget_s=time_budget_s,
                              progress=progress))
     return records
+
+
+GAUSSIAN_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.2, 1.5, 1.8, 2.2)
+NLM_H = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10)
+
+
+def load_models(nsas=calf_data.NSAS, weights_dir: Path = WEIGHTS_DIR, *, verify: bool = True):
+    """The trained networks, checked against their manifest sha256 when ``verify``."""
+    from nacode.denoise.dncnn import ResidualDnCNN
+    from nacode.denoise.trainer import load_weights
+
+    digests = _manifest_digests() if verify else {}
+    models = {}
+    for nsa in nsas:
+        path = Path(weights_dir) / f"{model_name(nsa)}.safetensors"
+        models[nsa] = load_weights(ResidualDnCNN(), path, digests.get(path.name))
+    return models
+
+
+def _manifest_digests() -> dict[str, str]:
+    from nacode import manifest
+    from nacode.results import project_root
+
+    try:
+        entries = manifest.load_manifest(project_root() / "data_manifest.yaml")
+    except (FileNotFoundError, manifest.ManifestError):
+        return {}
+    return {Path(e["location"].partition(":")[2]).name: e["sha256"] for e in entries
+            if e.get("kind") == "artifact" and "sha256" in e}
+
+
+def table1(models: dict, test: dict, val: dict, *, val_limit: int = 60):
+    """Table 1 on the synthetic test split, with tuned Gaussian and NLM baselines.
+
+    Parameters
+    ----------
+    models : dict of int to ResidualDnCNN
+        One network per NSA.
+    test, val : dict of int to (noisy, clean)
+        Paired data per NSA; the baselines are tuned on (the first ``val_limit`` of) ``val``.
+
+    Returns
+    -------
+    per_image : pandas.DataFrame
+        ``nsa, image, index, mse, ssim, psnr`` for every test image and method.
+    summary : pandas.DataFrame
+        Per NSA and image (input | denoised | gaussian | nlm): median and IQR of MSE, SSIM,
+        PSNR, the paired Wilcoxon p-value against the input for each metric, and the tuned
+        parameter.
+    """
+    import pandas as pd
+    import pingouin as pg
+
+    from nacode.denoise import classic
+    from nacode.denoise.trainer import denoise
+    from nacode.evaluate import metrics
+
+    rows, params = [], {}
+    for nsa, (noisy, clean) in test.items():
+        v_noisy, v_clean = (a[:val_limit] for a in val[nsa])
+        sigma, _ = classic.tune(classic.gaussian, GAUSSIAN_SIGMAS, v_noisy, v_clean)
+        h, _ = classic.tune(classic.nlm, NLM_H, v_noisy, v_clean)
+        params[nsa] = {"input": "", "denoised": "", "gaussian": f"sigma={sigma:g} px",
+                       "nlm": f"h={h:g}"}
+        outputs = {"input": noisy, "denoised": denoise(models[nsa], noisy),
+                   "gaussian": classic.gaussian(noisy, sigma), "nlm": classic.nlm(noisy, h)}
+        for image, out in outputs.items():
+            for i, (c, o) in enumerate(zip(clean, out, strict=True)):
+                rows.append({"nsa": nsa, "image": image, "index": i, "mse": metrics.mse(c, o),
+                             "ssim": metrics.ssim(c, o), "psnr": metrics.psnr(c, o)})
+    per_image = pd.DataFrame(rows)
+    summary = []
+    for (nsa, image), group in per_image.groupby(["nsa", "image"], sort=False):
+        row = {"nsa": nsa, "image": image, "n": len(group)}
+        base = per_image[(per_image.nsa == nsa) & (per_image.image == "input")]
+        for metric in ("mse", "ssim", "psnr"):
+            q1, med, q3 = np.percentile(group[metric], [25, 50, 75])
+            row[f"{metric}_median"], row[f"{metric}_iqr"] = med, q3 - q1
+            row[f"p_{metric}"] = (np.nan if image == "input" else float(
+                pg.wilcoxon(group[metric].to_numpy(), base[metric].to_numpy())["p_val"].iloc[0]))
+        row["parameter"] = params[nsa][image]
+        summary.append(row)
+    return per_image, pd.DataFrame(summary)
+
+
+def gains(summary):
+    """PSNR gains (dB) of each method over the input, and of the CNN over the best baseline,
+    beside the paper's CNN gain."""
+    import pandas as pd
+
+    rows = []
+    for nsa, group in summary.groupby("nsa", sort=False):
+        psnr = group.set_index("image")["psnr_median"]
+        paper = calf_data.PAPER_TABLE1[nsa]
+        rows.append({"nsa": nsa, "input_psnr": psnr["input"],
+                     "paper_input_psnr": paper["input"][2][0],
+                     "cnn_gain": psnr["denoised"] - psnr["input"],
+                     "paper_cnn_gain": paper["denoised"][2][0] - paper["input"][2][0],
+                     "gaussian_gain": psnr["gaussian"] - psnr["input"],
+                     "nlm_gain": psnr["nlm"] - psnr["input"],
+                     "cnn_minus_best_baseline": psnr["denoised"] - max(psnr["gaussian"],
+                                                                       psnr["nlm"])})
+    return pd.DataFrame(rows)
