@@ -47,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--profile", choices=PROFILE_NAMES, default="full")
     train.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
 
+    den = commands.add_parser("denoise", help="denoise your own sodium magnitude images with "
+                              "the calf CNN (.npy, NIfTI or DICOM)")
+    den.add_argument("input", type=Path, help="2D image or stack: .npy, .nii/.nii.gz, DICOM")
+    den.add_argument("output", type=Path, help="where to write the result (same format)")
+    den.add_argument("--nsa", type=int, required=True,
+                     help="number of averages of the input; the nearest trained model is used")
+    den.add_argument("--model", type=Path, default=None,
+                     help="weights (.safetensors) instead of the committed model for --nsa")
+
     data = commands.add_parser("data", help="datasets and artifacts of data_manifest.yaml")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     verify = data_commands.add_parser("verify", help="check every manifest entry")
@@ -84,6 +93,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_denoise(args: argparse.Namespace) -> int:
+    from nacode.denoise.apply import run
+
+    info = run(args.input, args.output, args.nsa, args.model)
+    print(f"denoised {info['images']} image(s) with the NSA {info['nsa']} model "
+          f"({info['model']}{', checksum verified' if info['checksum_verified'] else ''}): "
+          f"{info['output']}")
+    return 0
+
+
 def _cmd_data_verify(args: argparse.Namespace) -> int:
     from nacode import manifest
 
@@ -103,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     from nacode.manifest import ManifestError
 
     args = _parser().parse_args(argv)
-    handlers = {"book": _cmd_book, "train": _cmd_train, "data": _cmd_data_verify}
+    handlers = {"book": _cmd_book, "train": _cmd_train, "denoise": _cmd_denoise,
+                "data": _cmd_data_verify}
     try:
         return handlers[args.command](args)
     except (BookError, ManifestError, FileNotFoundError, ValueError) as exc:

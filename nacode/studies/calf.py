@@ -137,24 +137,25 @@ def load_models(nsas=calf_data.NSAS, weights_dir: Path = WEIGHTS_DIR, *, verify:
     from nacode.denoise.dncnn import ResidualDnCNN
     from nacode.denoise.trainer import load_weights
 
-    digests = _manifest_digests() if verify else {}
+    digests = manifest_digests() if verify else {}
     models = {}
     for nsa in nsas:
         path = Path(weights_dir) / f"{model_name(nsa)}.safetensors"
-        models[nsa] = load_weights(ResidualDnCNN(), path, digests.get(path.name))
+        models[nsa] = load_weights(ResidualDnCNN(), path, digests.get(path.resolve()))
     return models
 
 
-def _manifest_digests() -> dict[str, str]:
+def manifest_digests() -> dict[Path, str]:
+    """sha256 of every artifact file in ``data_manifest.yaml``, by resolved path."""
     from nacode import manifest
-    from nacode.results import project_root
 
+    path = WEIGHTS_DIR.parent / "data_manifest.yaml"
     try:
-        entries = manifest.load_manifest(project_root() / "data_manifest.yaml")
+        entries = manifest.load_manifest(path)
     except (FileNotFoundError, manifest.ManifestError):
         return {}
-    return {Path(e["location"].partition(":")[2]).name: e["sha256"] for e in entries
-            if e.get("kind") == "artifact" and "sha256" in e}
+    return {manifest.resolve_file(e["location"], path.parent): e["sha256"] for e in entries
+            if e["location"].startswith("repo:") and "sha256" in e}
 
 
 def table1(models: dict, test: dict, val: dict, *, val_limit: int = 60):

@@ -1,0 +1,118 @@
+"""`nacode denoise` on a researcher's own files: formats, normalisation, refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from nacode.denoise import apply
+from nacode.denoise.dncnn import ResidualDnCNN
+from nacode.manifest import sha256_file
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in ResidualDnCNN().state_dict().items()}, str(path))
+    return path
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "nacode", "denoise", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def image(shape=(40, 40), seed=0):
+    rng = np.random.default_rng(seed)
+    return (50 + 20 * rng.random(shape)).astype(np.float32)
+
+
+def test_npy_single_and_stack(tmp_path, weights):
+    for data in (image(), np.stack([image(seed=s) for s in range(3)])):
+        src, dst = tmp_path / "in.npy", tmp_path / "out.npy"
+        np.save(src, data)
+        result = cli(src, dst, "--nsa", 28, "--model", weights)
+        assert result.returncode == 0, result.stderr
+        out = np.load(dst)
+        assert out.shape == data.shape and np.all(np.isfinite(out))
+        assert "NSA 30 model" in result.stdout  # nearest trained NSA
+        # normalisation undone: the output lives in the input's intensity range
+        assert abs(float(out.mean()) - float(data.mean())) < 0.5 * float(data.std()) + 5
+
+
+def test_nifti_stack_keeps_affine(tmp_path, weights):
+    import nibabel
+
+    data = np.stack([image(seed=s) for s in range(2)], axis=-1)
+    affine = np.diag([2.25, 2.25, 30.0, 1.0])
+    nibabel.save(nibabel.Nifti1Image(data, affine), tmp_path / "in.nii.gz")
+    assert cli(tmp_path / "in.nii.gz", tmp_path / "out.nii.gz", "--nsa", 10, "--model",
+               weights).returncode == 0
+    out = nibabel.load(tmp_path / "out.nii.gz")
+    assert out.shape == data.shape and np.allclose(out.affine, affine)
+
+
+def test_dicom_round_trip(tmp_path, weights):
+    from test_calf_data import write_dicom
+
+    write_dicom(tmp_path / "in.dcm", "AX NA", "1.9", 100)
+    result = cli(tmp_path / "in.dcm", tmp_path / "out.dcm", "--nsa", 50, "--model", weights)
+    assert result.returncode == 0, result.stderr
+    import pydicom
+
+    out = pydicom.dcmread(tmp_path / "out.dcm")
+    assert out.pixel_array.shape == (32, 32) and "denoised" in out.SeriesDescription
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (np.ones((16, 16), complex), "complex"),
+    (np.full((16, 16), np.nan), "NaN"),
+    (np.ones((2, 2, 16, 16)), "4D"),
+    (np.ones((4, 4)), "too small"),
+])
+def test_refusals_are_one_line_and_leave_no_output(tmp_path, weights, data, message):
+    np.save(tmp_path / "in.npy", data)
+    result = cli(tmp_path / "in.npy", tmp_path / "out.npy", "--nsa", 30, "--model", weights)
+    assert result.returncode == 1 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.npy").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["in.npy"]
+
+
+def test_corrupt_file_is_refused(tmp_path, weights):
+    (tmp_path / "in.nii.gz").write_bytes(b"\x1f\x8b\x08 truncated")
+    result = cli(tmp_path / "in.nii.gz", tmp_path / "out.nii.gz", "--nsa", 30, "--model",
+                 weights)
+    assert result.returncode == 1 and "corrupt or truncated" in result.stderr
+
+
+def test_tampered_weights_listed_in_the_manifest_are_refused(tmp_path, weights, monkeypatch):
+    from nacode.studies import calf
+
+    copy = tmp_path / "model.safetensors"
+    copy.write_bytes(weights.read_bytes())
+    digest = sha256_file(copy)
+    monkeypatch.setattr(calf, "manifest_digests", lambda: {copy.resolve(): digest})
+    np.save(tmp_path / "in.npy", image())
+    apply.run(tmp_path / "in.npy", tmp_path / "ok.npy", 30, copy)  # intact: accepted
+    raw = bytearray(copy.read_bytes())
+    raw[-3] ^= 0x55
+    copy.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="sha256"):
+        apply.run(tmp_path / "in.npy", tmp_path / "out.npy", 30, copy)
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_nearest_nsa():
+    assert apply.nearest_nsa(150, (50, 40, 30, 20, 10)) == 50
+    assert apply.nearest_nsa(25, (50, 40, 30, 20, 10)) == 30
+    with pytest.raises(ValueError, match="positive"):
+        apply.nearest_nsa(0, (50,))
