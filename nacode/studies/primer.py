@@ -67,16 +67,26 @@ class CalfScan:
         return ~binary_dilation(body, iterations=3)
 
 
-def calf_scan(seed: int = 0, *, readout_decay: bool = True, snr: float = REFERENCE_SNR
-              ) -> CalfScan:
-    """Scan virtual calf ``seed`` with the calf spiral; σ set for ``snr`` at 150 averages."""
+def calf_scan(seed: int = 0, *, readout_decay: bool = True, snr: float = REFERENCE_SNR,
+              spiral_and_weights: tuple[Trajectory, np.ndarray] | None = None) -> CalfScan:
+    """Scan virtual calf ``seed`` with the calf spiral; σ set for ``snr`` at 150 averages.
+
+    ``spiral_and_weights`` replaces the spiral and its density compensation (the calf study
+    passes the paper's plain-grid weights).
+    """
     subject = calf_subject(seed)
-    traj, weights = calf_spiral()
+    traj, weights = spiral_and_weights or calf_spiral()
     kspace = acquire(subject, traj, CALF_SEQUENCE, readout_decay=readout_decay)
     scan = CalfScan(subject, traj, weights, kspace, sigma=1.0)
     signal = float(scan.image()[scan.muscle_roi()].mean())
     sigma = noise.sigma_for_snr(signal, snr, REFERENCE_NSA, weights, traj.matrix)
-    return CalfScan(subject, traj, weights, kspace, sigma)
+    # One empirical correction: the background of a magnitude image is Rayleigh only where
+    # no side lobe of the point-spread function reaches, so measure once (fixed seed) and
+    # rescale σ so that the 150-average image shows the target SNR.
+    trial = CalfScan(subject, traj, weights, kspace, sigma)
+    draw = noise.average(kspace, sigma, REFERENCE_NSA, np.random.default_rng(12345), "fast")
+    measured = estimated_snr(trial, trial.image(draw))
+    return CalfScan(subject, traj, weights, kspace, sigma * measured / snr)
 
 
 def rescan(scan: CalfScan, subject: Subject) -> CalfScan:
