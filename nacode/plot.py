@@ -219,3 +219,36 @@ def calibration_plot(calibration):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def bland_altman_plot(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+                      unit: str = "mM", panel_inches: float = 3.0):
+    """Bland–Altman plots: difference against mean, with the bias and 95 % limits.
+
+    Parameters
+    ----------
+    panels : mapping of str to (ndarray, ndarray)
+        Title → (method values, reference values), paired.
+    unit : str
+        Unit of the values, for the axis labels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(len(panels) * panel_inches, panel_inches), sharey=True)
+    for ax, (title, (values, reference)) in zip(axes[0], panels.items(), strict=True):
+        values, reference = np.asarray(values, float), np.asarray(reference, float)
+        diff, mean = values - reference, (values + reference) / 2
+        bias, spread = diff.mean(), 1.96 * diff.std(ddof=1)
+        ax.scatter(mean, diff, s=12)
+        for level, style in ((bias, "-"), (bias - spread, "--"), (bias + spread, "--")):
+            ax.axhline(level, color="k", ls=style, lw=0.8)
+        ax.set(title=title, xlabel=f"mean ({unit})")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(f"difference ({unit})")
+    fig.tight_layout()
+    return fig

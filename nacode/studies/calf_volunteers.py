@@ -201,3 +201,30 @@ def timing(measurements):
                                             .recon_s.median()), "paper_s": paper[m]}
             for m in ("nufft", "cnn", "cs")]
     return pd.DataFrame(rows)
+
+
+def figure2_panels(images: dict, volunteer: int = 0) -> dict[str, np.ndarray]:
+    """Panels of the paper's Figure 2, one row per NSA: the 150-average reference beside that
+    NSA's NUFFT, CS and CNN images, titled with the acquisition time (min:s)."""
+    from nacode.physics.signal import CALF_SEQUENCE, acquisition_time_s, format_minutes
+
+    nsas = sorted({n for v, n in images if v == volunteer}, reverse=True)
+    n_shots = 20
+
+    def title(method: str, nsa: int) -> str:
+        time_label = format_minutes(acquisition_time_s(nsa, n_shots, CALF_SEQUENCE))
+        return f"{method.upper()} {nsa} ({time_label})"
+
+    panels = {}
+    for nsa in nsas:
+        reference = title("reference", REFERENCE_NSA)
+        panels[f"{reference} vs {nsa}"] = images[(volunteer, nsa)]["reference"]
+        for method in ("nufft", "cs", "cnn"):
+            panels[title(method, nsa)] = images[(volunteer, nsa)][method]
+    return panels
+
+
+def figure3_panels(maps: dict, volunteer: int = 0, nsas=(50, 30, 10)) -> dict[str, np.ndarray]:
+    """aTSC maps for the paper's Figure 3: NUFFT, CS and CNN at a few NSAs."""
+    return {f"{m.upper()} {n}": maps[(volunteer, n, m)] for n in nsas
+            for m in ("nufft", "cs", "cnn") if (volunteer, n, m) in maps}
