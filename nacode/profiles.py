@@ -18,12 +18,16 @@ DEVICES = ("cpu", "cuda")
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "primer": {"seed": 0, "nsas": [150, 50, 30, 10], "bench_repeats": 20},
+        "calf": {"test_limit": 60, "val_limit": 30, "demo_images": 48, "demo_epochs": 2,
+                 "train_epochs": 0, "volunteers": 10, "cs_iter": 60},
         "mni152": {
             "resolution_mm": 2,  # nilearn's 2 mm resampling of the 1 mm templates
         },
     },
     "full": {
         "primer": {"seed": 0, "nsas": [150, 50, 30, 10], "bench_repeats": 100},
+        "calf": {"test_limit": 0, "val_limit": 60, "demo_images": 48, "demo_epochs": 2,
+                 "train_epochs": 100, "volunteers": 10, "cs_iter": 100},
         "mni152": {
             "resolution_mm": 1,  # the templates' native 1 mm grid
         },
