@@ -47,7 +47,7 @@ def ssim_loss(clean: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
 
 def jensen_shannon_distance(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-12
                             ) -> torch.Tensor:
-    """Jensen–Shannon distance between |p| and |q| seen as distributions over all elements."""
+    """Jensen–Shannon distance between the magnitudes of ``p`` and ``q`` as distributions."""
     p = p.abs().reshape(-1)
     q = q.abs().reshape(-1)
     p = p / (p.sum() + eps)
