@@ -154,7 +154,8 @@ def _check_file(entry: dict[str, Any], base: Path) -> Check:
     return Check(ident, kind, "ok", f"{size / 1e6:.1f} MB, sha256 matches", str(path))
 
 
-def _is_dicom(path: Path) -> bool:
+def is_dicom(path: Path) -> bool:
+    """True if ``path`` carries the DICOM preamble magic (``DICM`` at byte 128)."""
     try:
         with open(path, "rb") as handle:
             handle.seek(128)
@@ -177,7 +178,7 @@ def _check_env(entry: dict[str, Any]) -> Check:
     if not folder.is_dir():
         return Check(ident, kind, "error", f"${variable}={value} is not a folder; point it to "
                      "the dataset's folder or unset it", value)
-    count = sum(1 for p in folder.rglob("*") if p.is_file() and _is_dicom(p))
+    count = sum(1 for p in folder.rglob("*") if p.is_file() and is_dicom(p))
     if entry.get("format") == "dicom" and count == 0:
         return Check(ident, kind, "error", f"${variable}={value} holds no DICOM files; point it "
                      "to the folder of the DICOM set or unset it", value)

@@ -18,24 +18,22 @@ import numpy as np
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
-def _format(path: Path) -> str:
+def _suffix_format(path: Path) -> str | None:
     name = path.name.lower()
     if name.endswith(".npy"):
         return "npy"
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
-    if name.endswith((".dcm", ".ima")) or _is_dicom(path):
-        return "dicom"
-    raise ValueError(f"{path}: unknown format; give a .npy, .nii/.nii.gz or DICOM file")
+    return "dicom" if name.endswith((".dcm", ".ima")) else None
 
 
-def _is_dicom(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
+def _format(path: Path) -> str:
+    from nacode.manifest import is_dicom
+
+    fmt = _suffix_format(path) or ("dicom" if is_dicom(path) else None)
+    if fmt is None:
+        raise ValueError(f"{path}: unknown format; give a .npy, .nii/.nii.gz or DICOM file")
+    return fmt
 
 
 def read_images(path: str | Path):
@@ -101,7 +99,7 @@ def write_images(path: str | Path, stack: np.ndarray, fmt: str, context) -> Path
 
     path = Path(path)
     original, ndim = context
-    if _format_for_output(path) != fmt:
+    if (_suffix_format(path) or "dicom") != fmt:
         raise ValueError(f"{path}: output must have the input's format ({fmt})")
     data = stack[0] if ndim == 2 else (stack if fmt == "npy" else np.moveaxis(stack, 0, -1))
     with atomic_write(path, "wb") as handle:
@@ -131,15 +129,6 @@ def write_images(path: str | Path, stack: np.ndarray, fmt: str, context) -> Path
             ds.SeriesDescription = f"{getattr(ds, 'SeriesDescription', '')} nacode denoised"
             ds.save_as(handle, enforce_file_format=True)
     return path
-
-
-def _format_for_output(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith(".npy"):
-        return "npy"
-    if name.endswith(NIFTI_SUFFIXES):
-        return "nifti"
-    return "dicom"
 
 
 def _gzip(raw: bytes) -> bytes:
