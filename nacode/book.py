@@ -203,7 +203,11 @@ def build_html(site: Path, html: Path, *, strict: bool) -> Path:
 
 
 def git_commit(root: Path) -> dict[str, Any]:
-    """Return ``{"commit": sha, "dirty": bool}`` of the repository at ``root`` (or unknown)."""
+    """Return ``{"commit": sha, "dirty": bool}`` of the repository at ``root``.
+
+    Outside a git checkout (a copy sent to a GPU machine) the commit is taken from the
+    environment variable ``NACODE_COMMIT`` if set, else ``"unknown"``.
+    """
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, check=True).stdout.strip()
@@ -211,7 +215,7 @@ def git_commit(root: Path) -> dict[str, Any]:
                                cwd=root, capture_output=True, text=True, check=True).stdout
         return {"commit": sha, "dirty": bool(dirty.strip())}
     except (OSError, subprocess.CalledProcessError):
-        return {"commit": "unknown", "dirty": None}
+        return {"commit": os.environ.get("NACODE_COMMIT", "unknown"), "dirty": None}
 
 
 def package_versions() -> dict[str, str]:

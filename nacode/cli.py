@@ -37,10 +37,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="output folder (default: ROOT/_build)")
 
     train = commands.add_parser("train", help="train a study's networks")
-    train.add_argument("study", choices=("calf",), help="which study")
+    train.add_argument("study", choices=("calf", "brain"), help="which study")
     train.add_argument("--nsa", type=int, action="append",
-                       help="train only the model for this NSA (repeatable; default: all)")
-    train.add_argument("--epochs", type=int, default=100, help="epochs per model (100)")
+                       help="calf: train only the model for this NSA (repeatable; default: all)")
+    train.add_argument("--fold", type=int, action="append", choices=range(1, 6),
+                       metavar="K", help="brain: train only fold K (repeatable; default: all)")
+    train.add_argument("--epochs", type=int, default=None,
+                       help="epochs per model (calf: 100) or the cap before early stopping "
+                            "(brain: 200)")
     train.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                        help="stop each model after the epoch that exceeds this wall time")
     train.add_argument("--out", type=Path, default=None, help="output folder (weights/)")
@@ -80,9 +84,12 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from nacode.book import resolve_device
+
+    if args.study == "brain":
+        return _train_brain(args, resolve_device(args.device))
     from nacode.studies import calf, calf_data
 
-    records = calf.train_models(args.nsa or calf_data.NSAS, epochs=args.epochs,
+    records = calf.train_models(args.nsa or calf_data.NSAS, epochs=args.epochs or 100,
                                 time_budget_s=args.time_budget,
                                 out_dir=args.out or calf.WEIGHTS_DIR, profile=args.profile,
                                 device=resolve_device(args.device))
@@ -90,6 +97,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"{record['name']}: {record['epochs_trained']} epochs in {record['wall_s']} s, "
               f"best validation loss {record['best_val_loss']:.4f} (epoch "
               f"{record['best_epoch']})")
+    return 0
+
+
+def _train_brain(args: argparse.Namespace, device: str) -> int:
+    from nacode.studies import brain, brain_data
+
+    scans = brain.cached_cohort()
+    for fold in brain_data.folds():
+        if args.fold and fold.index not in args.fold:
+            continue
+        record = brain.train_fold(scans, fold, out_dir=args.out or brain.WEIGHTS_DIR,
+                                  device=device, profile=args.profile,
+                                  max_epochs=args.epochs or 200, time_budget_s=args.time_budget)
+        print(f"{record['name']}: {record['epochs_trained']} epochs in {record['wall_s']} s on "
+              f"{record['device_name']}, best validation MSE {record['best_val_mse']:.3e} "
+              f"(epoch {record['best_epoch']}{', early stop' if record['early_stopped'] else ''})")
     return 0
 
 

@@ -1,0 +1,218 @@
+"""The brain study: patch autoencoder against non-local means, five folds by subject.
+
+Used by ``book/brain.md`` and ``nacode train brain``. The cohort is
+:func:`nacode.studies.brain_data.cohort` (cached under ``_build/cache/brain``); each fold
+trains one :class:`~nacode.denoise.dae.PatchDAE` on its training subjects, early-stopped on
+its validation subject, and tests it on the rest of its held-out group. Non-local means gets
+its strength from the same validation subject. Every method is scored on every acquisition of
+every test subject against the mean of the three acquisitions (the paper's reference) and,
+beyond the paper, against the noiseless acquisition and the true TSC.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nacode.studies import brain_data as bd
+from nacode.studies.calf import WEIGHTS_DIR, manifest_digests
+
+ADDED_NOISE = 0.5  # training noise SD / the acquisition's own noise SD (the paper: unstated)
+NLM_H = (0.4, 0.6, 0.8, 1.0, 1.3, 1.6)  # NLM strengths tried, × the estimated noise SD
+PURITY = 0.75  # a voxel counts as GM / WM / CSF when this fraction of it is that tissue
+#: The paper's Tables 2 and 3: relative improvement in % (mean, median, σ).
+PAPER_TABLE2 = {"NLM": (1.95, 1.96, 0.33), "DAE": (2.37, 2.42, 0.50)}
+PAPER_TABLE3 = {"NLM": (18.85, 18.88, 3.39), "DAE": (28.75, 28.93, 3.85)}
+
+
+def model_name(fold: int) -> str:
+    """File stem of fold ``fold``'s weights, e.g. ``brain_dae_fold1``."""
+    return f"brain_dae_fold{fold}"
+
+
+def cached_cohort(n_subjects: int = bd.N_SUBJECTS, snr: float = bd.SNR, *,
+                  progress: bool = True) -> list[bd.BrainScan]:
+    """The cohort, generated once and kept in ``_build/cache/brain`` (keyed by its inputs)."""
+    from nacode.results import build_dir
+
+    path = build_dir() / "cache" / "brain" / f"cohort_n{n_subjects}_snr{snr:g}_s{bd.SEED_BASE}.npz"
+    if path.is_file():
+        return bd.load_cohort(path)
+    scans = bd.cohort(n_subjects, snr=snr, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bd.save_cohort(scans, path)
+    return scans
+
+
+def train_fold(scans: list[bd.BrainScan], fold: bd.Fold, *, out_dir: Path = WEIGHTS_DIR,
+               device: str = "cpu", profile: str = "full", max_epochs: int = 200,
+               max_patches: int | None = None, time_budget_s: float | None = None,
+               name: str | None = None, progress: bool = True) -> dict:
+    """Train fold ``fold``'s autoencoder (Adam 1e-4, batch 128, MSE, patience 8).
+
+    Returns the provenance record (:func:`nacode.denoise.dae_train.train_dae`).
+    """
+    import torch
+
+    from nacode.denoise.dae_train import DAEConfig, train_dae
+
+    train = bd.patch_set(scans, fold.train, added_noise=ADDED_NOISE)
+    val = bd.patch_set(scans, fold.val, added_noise=0.0)
+    config = DAEConfig(max_epochs=max_epochs, seed=fold.index, device=device, profile=profile,
+                       max_patches=max_patches,
+                       extra={"fold": fold.index, "train_subjects": list(fold.train),
+                              "val_subjects": list(fold.val), "test_subjects": list(fold.test),
+                              "added_noise": ADDED_NOISE, "snr": bd.SNR,
+                              "threads": torch.get_num_threads()})
+    return train_dae(train, val, out_dir, name or model_name(fold.index), config,
+                     time_budget_s=time_budget_s, progress=progress)
+
+
+def load_models(folds: list[bd.Fold], weights_dir: Path = WEIGHTS_DIR, *, verify: bool = True):
+    """Each fold's trained autoencoder, checked against its manifest sha256 when ``verify``."""
+    from nacode.denoise.dae import PatchDAE
+    from nacode.denoise.trainer import load_weights
+
+    digests = manifest_digests() if verify else {}
+    models = {}
+    for fold in folds:
+        path = Path(weights_dir) / f"{model_name(fold.index)}.safetensors"
+        models[fold.index] = load_weights(PatchDAE(), path, digests.get(path.resolve()))
+    return models
+
+
+def _scores(reference, noiseless, image, mask) -> dict[str, float]:
+    from nacode.evaluate.metrics import masked_psnr, masked_ssim
+
+    return {"psnr": masked_psnr(reference, image, mask),
+            "ssim": masked_ssim(reference, image, mask),
+            "psnr_noiseless": masked_psnr(noiseless, image, mask),
+            "ssim_noiseless": masked_ssim(noiseless, image, mask)}
+
+
+def tune_nlm(scans: list[bd.BrainScan], subjects, values=NLM_H) -> tuple[float, dict]:
+    """NLM strength with the best mean pSNR against the reference on ``subjects``."""
+    from nacode.denoise.classic import nlm_volume
+    from nacode.evaluate.metrics import masked_psnr
+
+    scores = {}
+    for h in values:
+        scores[float(h)] = float(np.mean([
+            masked_psnr(scans[s].reference, nlm_volume(acq, h, scans[s].brain_mask),
+                        scans[s].brain_mask)
+            for s in subjects for acq in scans[s].acquisitions]))
+    return max(scores, key=scores.get), scores
+
+
+def evaluate(scans: list[bd.BrainScan], folds: list[bd.Fold], models: dict, *,
+             progress: bool = True):
+    """Denoise every test acquisition with each method and score it.
+
+    Returns
+    -------
+    per_volume : pandas.DataFrame
+        One row per (fold, subject, acquisition, method): ``psnr``, ``ssim`` (against the
+        mean of three, in the brain mask), ``psnr_noiseless``, ``ssim_noiseless``, ``seconds``
+        (denoising time) and, for NLM, the tuned ``h``. Methods: input, NLM, DAE, and BM4D
+        when the optional package is installed.
+    errors : dict of (str, str) to ndarray
+        Voxel-wise TSC error (mM) per (method, tissue) over all test volumes; the methods
+        also include ``reference`` (mean of three) and ``noiseless``.
+    examples : dict of str to ndarray
+        The first test volume of the first fold per method, for figures (``truth`` in mM).
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from nacode.denoise.classic import bm4d_volume, nlm_volume
+    from nacode.denoise.dae import denoise_volume
+
+    rows, errors, examples = [], {}, {}
+    jobs = [(fold, s, a) for fold in folds for s in fold.test for a in range(bd.N_ACQUISITIONS)]
+    tuned = {fold.index: tune_nlm(scans, fold.val)[0] for fold in
+             tqdm(folds, desc="tuning NLM", disable=not progress)}
+    for fold, s, a in tqdm(jobs, desc="test volumes", disable=not progress):
+        scan = scans[s]
+        mask, acquisition = scan.brain_mask, scan.acquisitions[a]
+        outputs, seconds = {"input": acquisition}, {"input": 0.0}
+        methods = (("NLM", nlm_volume, (tuned[fold.index], mask)),
+                   ("DAE", lambda x, m, k: denoise_volume(m, x, k), (models[fold.index], mask)),
+                   ("BM4D", bm4d_volume, (mask,)))
+        for method, apply, arguments in methods:
+            start = time.perf_counter()
+            out = apply(acquisition, *arguments)
+            if out is not None:
+                outputs[method], seconds[method] = out, time.perf_counter() - start
+        for method, image in outputs.items():
+            rows.append({"fold": fold.index, "subject": s, "acquisition": a + 1,
+                         "method": method, **_scores(scan.reference, scan.noiseless, image, mask),
+                         "seconds": seconds[method],
+                         "h": tuned[fold.index] if method == "NLM" else np.nan})
+        extra = {"reference": scan.reference, "noiseless": scan.noiseless}
+        for method, image in {**outputs, **({} if a else extra)}.items():
+            for tissue in bd.TISSUES:
+                roi = scan.fractions[tissue] >= PURITY
+                error = image[roi] * bd.NORM_MM - scan.truth_mm[roi]
+                errors.setdefault((method, tissue), []).append(error)
+        if not examples:
+            examples = {**outputs, **extra, "truth": scan.truth_mm / bd.NORM_MM,
+                        "mask": mask, "subject": s}
+    errors = {key: np.concatenate(parts) for key, parts in errors.items()}
+    return pd.DataFrame(rows), errors, examples
+
+
+def improvement_table(per_volume, metric: str = "psnr"):
+    """Relative improvement over the input (%) per method: mean, median and SD (ddof 1).
+
+    ``metric`` is a column of ``per_volume`` (``psnr`` gives Table 2, ``ssim`` Table 3).
+    """
+    import pandas as pd
+
+    from nacode.evaluate.metrics import relative_improvement
+
+    keys = ["fold", "subject", "acquisition"]
+    base = per_volume[per_volume.method == "input"].set_index(keys)[metric]
+    rows = []
+    for method, group in per_volume[per_volume.method != "input"].groupby("method", sort=False):
+        gains = np.array([relative_improvement(base.loc[key], value) for key, value in
+                          zip(group[keys].itertuples(index=False, name=None), group[metric],
+                              strict=True)])
+        rows.append({"method": method, "mean": gains.mean(), "median": np.median(gains),
+                     "sd": gains.std(ddof=1), "n": gains.size})
+    return pd.DataFrame(rows)
+
+
+def tsc_error_table(errors: dict):
+    """TSC error against the truth per method and tissue: bias, SD, 95 % limits, MAE (mM)."""
+    import pandas as pd
+
+    rows = []
+    for (method, tissue), error in errors.items():
+        bias, sd = float(error.mean()), float(error.std(ddof=1))
+        rows.append({"method": method, "tissue": tissue, "n_voxels": int(error.size),
+                     "bias_mM": bias, "sd_mM": sd, "loa_low_mM": bias - 1.96 * sd,
+                     "loa_high_mM": bias + 1.96 * sd, "mae_mM": float(np.abs(error).mean())})
+    return pd.DataFrame(rows)
+
+
+def with_paper(table, paper: dict):
+    """``table`` with the paper's mean, median and σ beside ours (for display)."""
+    out = table.copy()
+    for i, column in enumerate(("paper_mean", "paper_median", "paper_sd")):
+        out[column] = [paper.get(m, (np.nan,) * 3)[i] for m in out.method]
+    return out
+
+
+def inference_seconds(model, scan: bd.BrainScan, *, repeats: int = 5) -> float:
+    """Median wall time (s) of one whole-volume autoencoder pass, after one warm-up."""
+    from nacode.denoise.dae import denoise_volume
+
+    denoise_volume(model, scan.acquisitions[0], scan.brain_mask)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        denoise_volume(model, scan.acquisitions[0], scan.brain_mask)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
