@@ -23,6 +23,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "mni152": {
             "resolution_mm": 2,  # nilearn's 2 mm resampling of the 1 mm templates
         },
+        "brain": {"n_subjects": 13, "snr": 10.0, "train_folds": False, "max_epochs": 200,
+                  "demo_epochs": 3, "demo_patches": 19200, "bench_repeats": 5},
     },
     "full": {
         "primer": {"seed": 0, "nsas": [150, 50, 30, 10], "bench_repeats": 100},
@@ -31,6 +33,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "mni152": {
             "resolution_mm": 1,  # the templates' native 1 mm grid
         },
+        "brain": {"n_subjects": 13, "snr": 10.0, "train_folds": True, "max_epochs": 200,
+                  "demo_epochs": 3, "demo_patches": 19200, "bench_repeats": 20},
     },
 }
 

@@ -216,3 +216,34 @@ def inference_seconds(model, scan: bd.BrainScan, *, repeats: int = 5) -> float:
         denoise_volume(model, scan.acquisitions[0], scan.brain_mask)
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def provenance_table(folds: list[bd.Fold], weights_dir: Path = WEIGHTS_DIR):
+    """One row per fold from its provenance JSON: device, epochs, best epoch, wall time."""
+    import json
+
+    import pandas as pd
+
+    keys = ("name", "device_name", "step_mode", "epochs_trained", "best_epoch",
+            "early_stopped", "stopped_by_time_budget", "wall_s", "best_val_mse",
+            "patches_per_epoch", "n_val_patches")
+    rows = []
+    for fold in folds:
+        record = json.loads((Path(weights_dir) / f"{model_name(fold.index)}.json")
+                            .read_text(encoding="utf-8"))
+        rows.append({"fold": fold.index, **{k: record.get(k) for k in keys}})
+    return pd.DataFrame(rows)
+
+
+def axial(volume: np.ndarray, z: int) -> np.ndarray:
+    """Axial slice ``z`` of an (x, y, z) RAS volume for display: anterior up, left on the left.
+
+    (Radiological displays put the subject's right on the viewer's left; this is the
+    neurological view, matching the MNI152 chapter.)
+    """
+    return np.flipud(np.asarray(volume)[:, :, z].T)
+
+
+def central_slice(mask: np.ndarray) -> int:
+    """The axial slice holding the most mask voxels."""
+    return int(np.argmax(mask.sum(axis=(0, 1))))
