@@ -169,3 +169,19 @@ def test_cohort_round_trips_through_its_cache_file(scan, tmp_path):
     assert loaded.calibrations[1].slope == scan.calibrations[1].slope
     np.testing.assert_array_equal(loaded.calibrations[2].signals, scan.calibrations[2].signals)
     assert [p.name for p in tmp_path.iterdir()] == ["cohort.npz"]  # atomic: no temp file left
+
+
+def test_bm4d_baseline_is_skipped_cleanly_when_not_installed(monkeypatch):
+    import builtins
+
+    from nacode.denoise.classic import bm4d_volume
+
+    real_import = builtins.__import__
+
+    def no_bm4d(name, *args, **kwargs):
+        if name == "bm4d":
+            raise ImportError("No module named 'bm4d'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_bm4d)
+    assert bm4d_volume(np.zeros((8, 8, 8), np.float32)) is None

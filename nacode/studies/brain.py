@@ -247,3 +247,40 @@ def axial(volume: np.ndarray, z: int) -> np.ndarray:
 def central_slice(mask: np.ndarray) -> int:
     """The axial slice holding the most mask voxels."""
     return int(np.argmax(mask.sum(axis=(0, 1))))
+
+
+def quantification_factors(scans: list[bd.BrainScan], subjects):
+    """Why even a noiseless acquisition misreads TSC: T1 saturation against the tubes'.
+
+    For GM, WM and CSF (literature T1) the steady-state saturation at the study's TR relative to
+    the tubes' predicts ``aTSC / TSC`` if nothing else mattered; beside it the measured ratio of
+    the noiseless acquisition's mean aTSC to the mean true TSC over the voxels that are at least
+    :data:`PURITY` of the tissue in ``subjects``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``tissue, t1_ms, tube_t1_ms, saturation_ratio, measured_ratio``.
+    """
+    import pandas as pd
+
+    from nacode.anatomy.tissues import LITERATURE
+    from nacode.physics.dapr import BRAIN_SEQUENCE
+    from nacode.physics.signal import saturation
+
+    def sat(t1: float) -> float:
+        return float(saturation(t1, BRAIN_SEQUENCE.tr_ms, BRAIN_SEQUENCE.flip_deg))
+
+    tube_t1 = LITERATURE["tube"].t1
+    rows = []
+    for tissue in bd.TISSUES:
+        measured, true = [], []
+        for s in subjects:
+            roi = scans[s].fractions[tissue] >= PURITY
+            measured.append(scans[s].noiseless[roi] * bd.NORM_MM)
+            true.append(scans[s].truth_mm[roi])
+        rows.append({"tissue": tissue, "t1_ms": LITERATURE[tissue].t1, "tube_t1_ms": tube_t1,
+                     "saturation_ratio": sat(LITERATURE[tissue].t1) / sat(tube_t1),
+                     "measured_ratio": float(np.concatenate(measured).mean()
+                                             / np.concatenate(true).mean())})
+    return pd.DataFrame(rows)

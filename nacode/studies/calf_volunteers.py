@@ -60,7 +60,7 @@ def tune_cs(lambdas=CS_LAMBDAS, nsa: int = 30, *, seed: int = TUNING_VOLUNTEER,
 
 
 def edge_sharpness(atsc: np.ndarray, volunteer: CalfScan, *, angles: int = 36) -> float:
-    """Mean over directions of the largest |d aTSC / dr| across the 100 mM tube wall, mM/mm."""
+    """Mean over directions of the largest ``|d aTSC / dr|`` across the 100 mM tube wall, mM/mm."""
     from scipy.ndimage import map_coordinates
 
     tube = max(volunteer.subject.tubes, key=lambda t: t.concentration)
