@@ -28,7 +28,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "breast": {"matrix": 64, "n_healthy": 8, "n_val": 2, "n_patients": 6, "dip_iter": 120,
                    "dip_base": 16, "dip_levels": 4, "dip_lr": 0.01, "window": 16,
                    "patience": 30, "cs_iter": 40, "dip_combines": ["adaptive"],
-                   "ablation_per_cohort": 3, "seed": 0},
+                   "ablation_per_cohort": 3, "convergence_iter": 400, "seed": 0},
     },
     "full": {
         "primer": {"seed": 0, "nsas": [150, 50, 30, 10], "bench_repeats": 100},
@@ -42,7 +42,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "breast": {"matrix": 128, "n_healthy": 8, "n_val": 2, "n_patients": 6,
                    "dip_iter": 3000, "dip_base": 32, "dip_levels": 4, "dip_lr": 0.01,
                    "window": 64, "patience": 300, "cs_iter": 100,
-                   "dip_combines": ["sos", "adaptive"], "ablation_per_cohort": 0, "seed": 0},
+                   "dip_combines": ["sos", "adaptive"], "ablation_per_cohort": 0,
+                   "convergence_iter": 3000, "seed": 0},
     },
 }
 

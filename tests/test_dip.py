@@ -87,3 +87,14 @@ def test_zero_weights_give_the_plain_dip_and_fusion_terms_change_it():
     assert np.all(fused.bias > 0) and not np.allclose(fused.bias, 1.0)
     with pytest.raises(ValueError, match="prior"):
         fit(nufft, maps, weights, kspace, DIPConfig(max_iter=2, lam_dtv=0.1))
+
+
+def test_callback_sees_every_kth_output_without_changing_the_fit():
+    nufft, maps, weights, kspace, _ = _problem()
+    config = DIPConfig(max_iter=20, base=4, levels=3, window=4, patience=100, seed=1)
+    seen = []
+    traced = fit(nufft, maps, weights, kspace, config,
+                 callback=lambda i, images: seen.append((i, images.shape)), every=5)
+    plain = fit(nufft, maps, weights, kspace, config)
+    assert seen == [(i, (2, 16, 16)) for i in (5, 10, 15, 20)]
+    np.testing.assert_array_equal(traced.images, plain.images)

@@ -83,8 +83,8 @@ def _data_term(image, bias, maps, nufft, root_w, measured, energy):
 
 
 def fit(nufft, maps: torch.Tensor, weights: torch.Tensor, kspace: torch.Tensor,
-        config: DIPConfig, prior: FusedPrior | None = None, *, progress: bool = False
-        ) -> DIPResult:
+        config: DIPConfig, prior: FusedPrior | None = None, *, progress: bool = False,
+        callback=None, every: int = 50) -> DIPResult:
     """Fit one deep image prior per copy (DIP, or DIP-Fusion when a prior and λs are given).
 
     Parameters
@@ -103,6 +103,10 @@ def fit(nufft, maps: torch.Tensor, weights: torch.Tensor, kspace: torch.Tensor,
     config : DIPConfig
     prior : FusedPrior, optional
         Fields of shape (G, 2, H, W) and (G, H, W); needed when λ1 or λ2 is not zero.
+    callback : callable, optional
+        ``callback(iteration, images)`` every ``every`` iterations with the current outputs
+        (G, H, W) as a NumPy array — to trace convergence; it must not look at anything the
+        fit uses.
 
     Returns
     -------
@@ -154,6 +158,8 @@ def fit(nufft, maps: torch.Tensor, weights: torch.Tensor, kspace: torch.Tensor,
                 best = torch.where(better[:, None, None], image.detach(), best)
                 best_bias = torch.where(better[:, None, None], bias.detach(), best_bias)
                 best_iter = torch.where(better, torch.full_like(best_iter, iteration), best_iter)
+        if callback is not None and iteration % every == 0:
+            callback(iteration, image.detach().float().cpu().numpy())
         if iteration % 50 == 0 and iteration >= config.window + config.patience \
                 and bool(((iteration - best_iter) > config.patience).all()):
             break
