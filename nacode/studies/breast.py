@@ -75,7 +75,7 @@ def lesion_rows(scan: bd.BreastScan, image: np.ndarray) -> list[dict]:
 
 
 def recons(scans, jobs) -> dict[Job, bd.Recon]:
-    """Gridding and coil maps of every job (cached per call)."""
+    """Gridding and coil maps of every job."""
     return {job: bd.reconstruct(scans[job.subject], job.rate, job.combine) for job in jobs}
 
 
@@ -140,7 +140,6 @@ def tune(scans, val: list[int], base, *, cs_iter: int, device: str = "cpu") -> d
 
     Returns a dict with the chosen values and the mean validation PSNR of every candidate.
     """
-    from nacode.denoise.classic import nlm
     from nacode.recon.cs import tv_recon_multicoil
 
     jobs = [Job(s, 4, "adaptive") for s in val]
@@ -154,7 +153,7 @@ def tune(scans, val: list[int], base, *, cs_iter: int, device: str = "cpu") -> d
                                                     recon[j].weights, recon[j].maps, lam,
                                                     max_iter=cs_iter)) for j in jobs])
           for lam in CS_LAMBDAS}
-    nl = {h: mean_psnr([nlm_image(recon[j].image, h, nlm) for j in jobs]) for h in NLM_H}
+    nl = {h: mean_psnr([nlm_image(recon[j].image, h) for j in jobs]) for h in NLM_H}
     fusion = {lams: mean_psnr(run_dip(scans, jobs, recon, fusion_config(base, *lams),
                                       alpha=ALPHA, device=device).images)
               for lams in FUSION_GRID}
@@ -163,14 +162,14 @@ def tune(scans, val: list[int], base, *, cs_iter: int, device: str = "cpu") -> d
             "fusion_scores": fusion}
 
 
-def nlm_image(image: np.ndarray, h: float, nlm=None) -> np.ndarray:
+def nlm_image(image: np.ndarray, h: float) -> np.ndarray:
     """2D NLM of a magnitude image with ``h`` in units of its estimated noise SD."""
     from skimage.restoration import estimate_sigma
 
     from nacode.denoise import classic
 
     sigma = float(estimate_sigma(image))
-    return (nlm or classic.nlm)(image[None], h * sigma)[0]
+    return classic.nlm(image[None], h * sigma)[0]
 
 
 def bm3d_image(image: np.ndarray) -> np.ndarray | None:
@@ -393,9 +392,9 @@ def convergence(scans, subjects: list[int], base, tuned: dict, *, rate: int = 4,
                      "psnr": scores(scans[job.subject], cs)["psnr"]})
     lam_dtv, lam_gc = tuned["fusion"]
     long = replace(base, max_iter=iterations, patience=10**9)
+    nufft, maps, weights, kspace = batch_tensors(scans, jobs, recon, device)
     for name, config, alpha in (("DIP", long, None),
                                 ("DIP-Fusion", fusion_config(long, lam_dtv, lam_gc), ALPHA)):
-        nufft, maps, weights, kspace = batch_tensors(scans, jobs, recon, device)
         prior = None if alpha is None else fused_prior(scans, jobs, recon, alpha, device)
 
         def record(iteration, images, name=name):
