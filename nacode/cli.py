@@ -2,6 +2,7 @@
 
 ``nacode book``         execute the notebooks with a profile and build the HTML book
 ``nacode data verify``  check every entry of ``data_manifest.yaml``
+``nacode bench``        time the methods and write the medians as JSON
 
 Errors are one line on stderr naming the file and the fix, with a non-zero exit status.
 """
@@ -49,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="stop each model after the epoch that exceeds this wall time")
     train.add_argument("--out", type=Path, default=None, help="output folder (weights/)")
     train.add_argument("--profile", choices=PROFILE_NAMES, default="full")
-    train.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    train.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                       help="under torchrun each process takes cuda:LOCAL_RANK")
+    train.add_argument("--limit", type=int, default=None, metavar="N",
+                       help="calf: keep at most N training and N//3 validation slices "
+                            "(a quick trial)")
 
     den = commands.add_parser("denoise", help="denoise your own sodium magnitude images with "
                               "the calf CNN (.npy, NIfTI or DICOM)")
@@ -59,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
                      help="number of averages of the input; the nearest trained model is used")
     den.add_argument("--model", type=Path, default=None,
                      help="weights (.safetensors) instead of the committed model for --nsa")
+
+    bench = commands.add_parser("bench", help="time NUFFT, CNN, CS, autoencoder and DIP-Fusion "
+                                "(medians after warm-up) and write them as JSON")
+    bench.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                       help="torch device (default auto: cuda when available)")
+    bench.add_argument("--repeats", type=int, default=None, help="timed calls per benchmark")
+    bench.add_argument("--quick", action="store_true",
+                       help="smaller batches and fewer repeats (well under a minute on a CPU)")
+    bench.add_argument("--only", action="append", metavar="NAME",
+                       help="run only this benchmark (repeatable)")
+    bench.add_argument("--out", type=Path, default=None,
+                       help="JSON file (default _build/results/benchmark/bench_<device>.json)")
 
     data = commands.add_parser("data", help="datasets and artifacts of data_manifest.yaml")
     data_commands = data.add_subparsers(dest="data_command", required=True)
@@ -83,36 +100,64 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    """Train a study; under ``torchrun`` calf trains data-parallel and brain splits folds."""
     from nacode.book import resolve_device
+    from nacode.denoise.distributed import init_from_env
 
-    if args.study == "brain":
-        return _train_brain(args, resolve_device(args.device))
+    dist = init_from_env(resolve_device(args.device))
+    try:
+        if args.study == "brain":
+            return _train_brain(args, dist)
+        return _train_calf(args, dist)
+    finally:
+        dist.shutdown()
+
+
+def _train_calf(args: argparse.Namespace, dist) -> int:
     from nacode.studies import calf, calf_data
 
+    if args.limit is not None and args.limit < 3:
+        raise ValueError(f"--limit {args.limit} leaves no validation slice; use --limit 3 "
+                         "or more")
+    limit = None if args.limit is None else {"train": args.limit, "val": args.limit // 3}
     records = calf.train_models(args.nsa or calf_data.NSAS, epochs=args.epochs or 100,
                                 time_budget_s=args.time_budget,
                                 out_dir=args.out or calf.WEIGHTS_DIR, profile=args.profile,
-                                device=resolve_device(args.device))
-    for record in records:
-        print(f"{record['name']}: {record['epochs_trained']} epochs in {record['wall_s']} s, "
-              f"best validation loss {record['best_val_loss']:.4f} (epoch "
-              f"{record['best_epoch']})")
+                                device=dist.device, limit=limit, progress=dist.is_main,
+                                dist=dist)
+    if dist.is_main:
+        for record in records:
+            on = (f" on {record['world_size']} {record['backend']} processes"
+                  if dist.distributed else "")
+            print(f"{record['name']}: {record['epochs_trained']} epochs in {record['wall_s']} s"
+                  f"{on}, best validation loss {record['best_val_loss']:.4f} (epoch "
+                  f"{record['best_epoch']})")
     return 0
 
 
-def _train_brain(args: argparse.Namespace, device: str) -> int:
+def _train_brain(args: argparse.Namespace, dist) -> int:
+    """Train the selected folds; under torchrun rank r takes folds r, r + W, ... alone."""
     from nacode.studies import brain, brain_data
 
-    scans = brain.cached_cohort()
-    for fold in brain_data.folds():
-        if args.fold and fold.index not in args.fold:
-            continue
+    if dist.is_main:  # one process generates the cohort cache ...
+        scans = brain.cached_cohort()
+    dist.barrier()
+    if not dist.is_main:  # ... the others read it
+        scans = brain.cached_cohort(progress=False)
+    selected = [fold for fold in brain_data.folds() if not args.fold or fold.index in args.fold]
+    mine = selected[dist.rank::dist.world_size]
+    prefix = f"rank {dist.rank} ({dist.device}): " if dist.distributed else ""
+    if dist.distributed:
+        print(f"{prefix}folds {', '.join(str(f.index) for f in mine) or 'none'}", flush=True)
+    for fold in mine:
         record = brain.train_fold(scans, fold, out_dir=args.out or brain.WEIGHTS_DIR,
-                                  device=device, profile=args.profile,
-                                  max_epochs=args.epochs or 200, time_budget_s=args.time_budget)
-        print(f"{record['name']}: {record['epochs_trained']} epochs in {record['wall_s']} s on "
-              f"{record['device_name']}, best validation MSE {record['best_val_mse']:.3e} "
-              f"(epoch {record['best_epoch']}{', early stop' if record['early_stopped'] else ''})")
+                                  device=dist.device, profile=args.profile,
+                                  max_epochs=args.epochs or 200, time_budget_s=args.time_budget,
+                                  progress=dist.is_main)
+        print(f"{prefix}{record['name']}: {record['epochs_trained']} epochs in "
+              f"{record['wall_s']} s on {record['device_name']}, best validation MSE "
+              f"{record['best_val_mse']:.3e} (epoch {record['best_epoch']}"
+              f"{', early stop' if record['early_stopped'] else ''})", flush=True)
     return 0
 
 
@@ -123,6 +168,17 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     print(f"denoised {info['images']} image(s) with the NSA {info['nsa']} model "
           f"({info['model']}{', checksum verified' if info['checksum_verified'] else ''}): "
           f"{info['output']}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from nacode import bench
+
+    data = bench.run(args.device, repeats=args.repeats, quick=args.quick, out=args.out,
+                     only=args.only)
+    print(bench.table(data)[["name", "device", "median_s", "items_per_s", "paper_s",
+                             "paper_over_ours"]].to_string(index=False))
+    print(f"written: {data['header']['out']}")
     return 0
 
 
@@ -146,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     handlers = {"book": _cmd_book, "train": _cmd_train, "denoise": _cmd_denoise,
-                "data": _cmd_data_verify}
+                "bench": _cmd_bench, "data": _cmd_data_verify}
     try:
         return handlers[args.command](args)
     except (BookError, ManifestError, FileNotFoundError, ValueError) as exc:

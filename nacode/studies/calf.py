@@ -106,24 +106,40 @@ def model_name(nsa: int) -> str:
 def train_models(nsas=calf_data.NSAS, *, epochs: int = 100, time_budget_s: float | None = None,
                  out_dir: Path = WEIGHTS_DIR, profile: str = "full", device: str = "cpu",
                  params: dict | None = None, limit: dict[str, int] | None = None,
-                 progress: bool = True) -> list[dict]:
+                 progress: bool = True, dist=None) -> list[dict]:
     """Train one ResidualDnCNN per NSA with the paper's loss and optimiser settings.
 
     Adam 1e-4, batch 16, SSIM + 0.3 · JSD, best checkpoint by validation loss; each model
     stops at ``epochs`` or once ``time_budget_s`` is exceeded (recorded in its provenance).
 
+    Parameters
+    ----------
+    dist : nacode.denoise.distributed.Context, optional
+        Under ``torchrun``: rank 0 builds the paired-data cache while the others wait, then
+        read it; every process trains every model with DistributedDataParallel on
+        ``dist.device`` (16 is then the global batch; see :mod:`nacode.denoise.trainer`).
+        Only rank 0 writes files and shows progress. Default: a single process on ``device``.
+
     Returns
     -------
     list of dict
-        The provenance records.
+        The provenance records (the same on every process).
     """
     import torch
 
+    from nacode.denoise.distributed import Context
     from nacode.denoise.dncnn import ResidualDnCNN
     from nacode.denoise.losses import calf_loss
     from nacode.denoise.trainer import TrainConfig, train
 
-    data = datasets(params, ("train", "val"), limit=limit, progress=progress)
+    dist = dist or Context(device=device)
+    if dist.distributed:
+        device = dist.device
+    if dist.is_main:  # one process builds the cache ...
+        data = datasets(params, ("train", "val"), limit=limit, progress=progress)
+    dist.barrier()
+    if not dist.is_main:  # ... the others read it
+        data = datasets(params, ("train", "val"), limit=limit, progress=False)
     records = []
     for nsa in nsas:
         torch.manual_seed(nsa)
@@ -131,10 +147,11 @@ def train_models(nsas=calf_data.NSAS, *, epochs: int = 100, time_budget_s: float
                              device=device, profile=profile,
                              extra={"nsa": nsa, "corpus": {**CORPUS, **(params or {})},
                                     "loss": "SSIM + 0.3 JSD", "threads":
-                                    torch.get_num_threads()})
+                                    torch.get_num_threads(),
+                                    **({"limit": limit} if limit else {})})
         records.append(train(ResidualDnCNN(), calf_loss, data["train"][nsa], data["val"][nsa],
                              out_dir, model_name(nsa), config, time_budget_s=time_budget_s,
-                             progress=progress))
+                             progress=progress, dist=dist))
     return records
 
 
