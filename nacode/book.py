@@ -179,21 +179,54 @@ def stage_site(root: Path, notebooks: list[Notebook], executed_dir: Path, site: 
     return site
 
 
+def _sphinx(site: str, html: str, strict: bool) -> int:
+    """Jupyter Book v1's Sphinx build of ``site`` into ``html``; 0 on success."""
+    from jupyter_book.sphinx import build_sphinx
+
+    result = build_sphinx(
+        site, html, noconfig=True, path_config=str(Path(site) / "_config.yml"),
+        confoverrides={"latex_individualpages": False},
+        warningiserror=strict, keep_going=strict, quiet=True, freshenv=True,
+    )
+    return 1 if isinstance(result, Exception) or result else 0
+
+
+def launch_to_sources(page: str) -> str:
+    """Point a page's Binder and JupyterHub launch buttons at the chapter's MyST source.
+
+    The book is built from executed ``.ipynb`` copies that live only in ``_build``, so Jupyter
+    Book's buttons would open ``book/<chapter>.ipynb``, which the repository does not hold;
+    the ``.md`` source is there and jupytext (in the environment) opens it as a notebook.
+    Colab opens ``.ipynb`` files only, so the book does not offer it.
+    """
+    import re
+
+    return re.sub(r"(urlpath=(?:lab/tree|tree)/[^\"&]*?)\.ipynb", r"\1.md", page)
+
+
 def build_html(site: Path, html: Path, *, strict: bool) -> Path:
     """Build the staged site with Jupyter Book v1's Sphinx; return ``html/index.html``.
 
     With ``strict`` every Sphinx warning is an error (all are reported, then the build fails).
+    Sphinx runs in a fresh Python process: an extension of Jupyter Book scans every live
+    object of its process (``gc.get_objects``) and fails on a dead weak proxy that numba,
+    used by sigpy, leaves behind — and a fresh process keeps one build's state from the next.
     """
-    from jupyter_book.sphinx import build_sphinx
+    import subprocess
+    import sys
 
-    result = build_sphinx(
-        str(site), str(html), noconfig=True, path_config=str(site / "_config.yml"),
-        confoverrides={"latex_individualpages": False},
-        warningiserror=strict, keep_going=strict, quiet=True, freshenv=True,
-    )
-    if isinstance(result, Exception) or result:
-        raise BookError(f"Jupyter Book could not build {site} ({result!r}); the Sphinx "
-                        "messages above say which page and line")
+    code = ("import sys; from nacode.book import _sphinx; "
+            "sys.exit(_sphinx(sys.argv[1], sys.argv[2], sys.argv[3] == '1'))")
+    done = subprocess.run([sys.executable, "-c", code, str(site), str(html),
+                           "1" if strict else "0"], check=False)
+    if done.returncode:
+        raise BookError(f"Jupyter Book could not build {site} (exit {done.returncode}); the "
+                        "Sphinx messages above say which page and line")
+    for page in html.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        launched = launch_to_sources(text)
+        if launched != text:
+            page.write_text(launched, encoding="utf-8")
     index = html / "index.html"
     if not index.exists():
         toc = yaml.safe_load((site / "_toc.yml").read_text(encoding="utf-8"))

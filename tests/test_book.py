@@ -113,3 +113,13 @@ def test_cli_full_profile_on_cpu_for_one_notebook(tmp_path):
     assert "profile full: grid (197, 233, 189)" in outputs_text(executed)
     assert (build / "results" / "mni152" / "tissue_volumes.csv").is_file()
     assert "executed in" in result.stderr
+
+
+def test_launch_buttons_open_the_markdown_sources():
+    binder = 'href="https://mybinder.org/v2/gh/o/r/main?urlpath=lab/tree/book/brain.ipynb"'
+    hub = ('href="https://hub/hub/user-redirect/git-pull?repo=x&urlpath=lab/tree/r/book/'
+           'calf.ipynb&branch=main"')
+    other = 'href="https://github.com/o/r/blob/main/book/x.ipynb"'
+    assert book.launch_to_sources(binder).endswith('book/brain.md"')
+    assert "book/calf.md&branch=main" in book.launch_to_sources(hub)
+    assert book.launch_to_sources(other) == other
