@@ -252,3 +252,36 @@ def bland_altman_plot(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
     axes[0, 0].set_ylabel(f"difference ({unit})")
     fig.tight_layout()
     return fig
+
+
+def ranking_plot(gains, order: Mapping[str, list[str]], *, value: str = "psnr_gain",
+                 xlabel: str = "PSNR gain over gridding (dB)"):
+    """One panel per study: each method's mean ``value`` over the noise levels, best on top.
+
+    Parameters
+    ----------
+    gains : pandas.DataFrame
+        Columns ``study``, ``snr``, ``method`` and ``value``
+        (:func:`nacode.studies.benchmark.gains`).
+    order : mapping of str to list of str
+        Study → methods from best to worst (their rank order).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(order), figsize=(3.6 * len(order), 3.2), sharex=True)
+    for ax, (study, methods) in zip(np.atleast_1d(axes), order.items(), strict=True):
+        table = gains[gains["study"] == study].groupby("method")[value].mean()
+        methods = [m for m in methods if m in table.index]
+        heights = [table[m] for m in methods]
+        positions = np.arange(len(methods))[::-1]
+        ax.barh(positions, heights, color=["C2" if h >= 0 else "C3" for h in heights])
+        ax.set_yticks(positions, [f"{i + 1}. {m}" for i, m in enumerate(methods)], fontsize=8)
+        ax.axvline(0.0, color="k", lw=0.8)
+        ax.set_title(study)
+        ax.set_xlabel(xlabel, fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -29,6 +29,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                    "dip_base": 16, "dip_levels": 4, "dip_lr": 0.01, "window": 16,
                    "patience": 30, "cs_iter": 40, "dip_combines": ["adaptive"],
                    "ablation_per_cohort": 3, "convergence_iter": 400, "seed": 0},
+        "benchmark": {"levels": [5.0, 10.0], "n_test": 2, "cs_iter": 40, "dip_iter": 200,
+                      "dip_base": 16, "dip_levels": 4, "dip_lr": 0.01, "window": 16,
+                      "patience": 40, "breast_matrix": 64, "bench_quick": True, "seed": 0},
     },
     "full": {
         "primer": {"seed": 0, "nsas": [150, 50, 30, 10], "bench_repeats": 100},
@@ -44,6 +47,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                    "window": 64, "patience": 300, "cs_iter": 100,
                    "dip_combines": ["sos", "adaptive"], "ablation_per_cohort": 0,
                    "convergence_iter": 3000, "seed": 0},
+        "benchmark": {"levels": [3.0, 5.0, 10.0, 20.0], "n_test": 6, "cs_iter": 100,
+                      "dip_iter": 3000, "dip_base": 32, "dip_levels": 4, "dip_lr": 0.01,
+                      "window": 64, "patience": 300, "breast_matrix": 128,
+                      "bench_quick": False, "seed": 0},
     },
 }
 

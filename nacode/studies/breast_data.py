@@ -100,6 +100,17 @@ class BreastScan:
     sigma: float
 
 
+def receive_maps(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """The array's sensitivities times a random smooth bias field, ``(N_COILS, *shape)``.
+
+    Draws the bias field's five log-coefficients (SD :data:`BIAS_SD`) from ``rng``.
+    """
+    from nacode.physics import coils
+
+    coefficients = np.concatenate([[0.0], rng.normal(0.0, BIAS_SD, 5)])
+    return coils.coil_maps(shape, N_COILS) * coils.bias_field(shape, coefficients)
+
+
 def scan_subject(subject: Subject, cohort: str, matrix: int, rng: np.random.Generator, *,
                  snr: float = SNR) -> BreastScan:
     """Acquire one subject: coil maps × bias, radial k-space with T2* decay, coil noise."""
@@ -108,9 +119,7 @@ def scan_subject(subject: Subject, cohort: str, matrix: int, rng: np.random.Gene
     from nacode.physics.nufft import density_compensation, gridding
 
     traj = full_trajectory(matrix)
-    fine = subject.shape
-    coefficients = np.concatenate([[0.0], rng.normal(0.0, BIAS_SD, 5)])
-    maps = coils.coil_maps(fine, N_COILS) * coils.bias_field(fine, coefficients)
+    maps = receive_maps(subject.shape, rng)
     clean = acquire(subject, traj, BREAST_SEQUENCE, coil_maps=maps)
     weights = density_compensation(traj)
     truth_fine = signal_image(subject, BREAST_SEQUENCE, te_ms=TE_MS)
@@ -193,11 +202,27 @@ def _combine(images: np.ndarray, method: str) -> np.ndarray:
 
 def reconstruct(scan: BreastScan, rate: int, combine: str) -> Recon:
     """Grid the R-fold undersampled data, combine the coils, estimate the coil maps."""
-    from nacode.physics.nufft import density_compensation, gridding
+    from nacode.physics.nufft import density_compensation
 
     traj = undersample(scan.traj, rate)
-    kspace = scan.kspace[:, ::rate]
-    weights = density_compensation(traj)
+    return grid_and_maps(scan.kspace[:, ::rate], traj, density_compensation(traj), combine)
+
+
+def grid_and_maps(kspace: np.ndarray, traj: Trajectory, weights: np.ndarray, combine: str
+                  ) -> Recon:
+    """Grid multi-coil k-space, combine the coils, and estimate the coil maps from the data.
+
+    Parameters
+    ----------
+    kspace : ndarray, shape ``(n_coils, *traj.times_ms.shape)``, complex
+    traj : Trajectory
+    weights : ndarray, shape ``traj.times_ms.shape``
+        Density compensation.
+    combine : {"sos", "adaptive"}
+        Coil combination (one coil: "adaptive" keeps the magnitude, maps carry its phase).
+    """
+    from nacode.physics.nufft import gridding
+
     images = gridding(kspace, traj, weights)
     combined = _combine(images, combine)
     radius = np.linalg.norm(traj.coord, axis=-1) / (traj.matrix[0] / 2)
