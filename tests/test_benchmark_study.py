@@ -105,6 +105,7 @@ def test_ranking_and_gains_on_a_toy_table():
     assert ranks.loc["CS-TV", "calf"] == 1 and ranks.loc["NLM", "brain"] == 1
     assert ranks.loc["gridding"].tolist() == [3.0, 3.0]
     gains = benchmark.gains(table)
+    assert set(gains["method"]) == {"NLM", "CS-TV"}
     row = gains[(gains.study == "calf") & (gains.method == "CS-TV") & (gains.snr == 5.0)]
     assert float(row["psnr_gain"].iloc[0]) == pytest.approx(10.0)
     facts = benchmark.findings(ranks.reindex(["CS-TV", "NLM", "gridding"]).rename(

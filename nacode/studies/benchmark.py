@@ -183,9 +183,10 @@ def ranking(table):
 
 
 def gains(table):
-    """PSNR gain (dB) of each method over gridding, per study and level."""
+    """PSNR gain (dB) of each method over gridding, per study and level (noiseless row left
+    out)."""
     base = table[table["method"] == "gridding"].set_index(["study", "snr"])["psnr"]
-    out = table[~table["method"].isin(["gridding"])].copy()
+    out = table[~table["method"].isin(["gridding", "noiseless"])].copy()
     out["psnr_gain"] = [row.psnr - base[(row.study, row.snr)] for row in out.itertuples()]
     return out[["study", "snr", "method", "psnr_gain", "tsc_error", "tsc_voxel_error"]]
 
@@ -194,10 +195,10 @@ def load_models(*, retrained: bool = False) -> dict:
     """The calf CNNs (per NSA) and the brain DAE of fold 1.
 
     Every fold's DAE was trained on other subjects than the benchmark's (seeds from
-    :data:`SEEDS`), so any fold is a fair choice; fold 1 is used throughout. By default the
-    committed weights, checked against the manifest; with ``retrained`` the ones the calf and
-    brain chapters wrote to ``<build>/cache/<study>/weights`` in this build's full profile
-    (where they exist).
+    :data:`~nacode.studies.benchmark_data.SEEDS`), so any fold is a fair choice; fold 1 is
+    used throughout. By default the committed weights, checked against the manifest; with
+    ``retrained`` the ones the calf and brain chapters wrote to
+    ``<build>/cache/<study>/weights`` in this build's full profile (where they exist).
     """
     from nacode.results import build_dir
     from nacode.studies import brain, brain_data, calf
