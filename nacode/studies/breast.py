@@ -319,49 +319,6 @@ def target_table(metrics, *, cohort: str = "healthy"):
     return pd.DataFrame(rows)
 
 
-def benchmark_dip(matrix: int = 128, copies: int = 24, iterations: int = 200, *,
-                  base: int = 32, levels: int = 4, device: str = "cpu") -> dict:
-    """Time the batched DIP-Fusion fit on random data of the study's shapes.
-
-    ``copies`` slices of ``matrix`` × ``matrix``, 8 coils and the fully sampled radial
-    trajectory, for a fixed number of iterations (no early stop), after a 10-iteration
-    warm-up. Returns the seconds per iteration and the seconds per slice that 3,000 iterations
-    would take at that rate.
-    """
-    import torch
-
-    from nacode.denoise.dip import DIPConfig, fit
-    from nacode.denoise.priors import fuse
-    from nacode.physics.torch_nufft import TorchNufft
-
-    traj = bd.full_trajectory(matrix)
-    nufft = TorchNufft.from_coord(traj.matrix, traj.coord.reshape(-1, 2), device=device)
-    gen = torch.Generator(device=device).manual_seed(0)
-    n = traj.coord.shape[0] * traj.coord.shape[1]
-    shape = (copies, bd.N_COILS)
-
-    def complex_noise(*size):
-        return torch.complex(torch.randn(size, generator=gen, device=device),
-                             torch.randn(size, generator=gen, device=device))
-
-    maps = complex_noise(*shape, matrix, matrix) / 3
-    kspace = complex_noise(*shape, n)
-    weights = torch.rand((copies, n), generator=gen, device=device)
-    image = torch.rand((copies, matrix, matrix), generator=gen, device=device)
-    prior = fuse(image, image)
-    config = fusion_config(DIPConfig(max_iter=iterations, base=base, levels=levels, window=16,
-                                     patience=10**9), 0.1, 0.01)
-    fit(nufft, maps, weights, kspace, replace(config, max_iter=10), prior)  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    result = fit(nufft, maps, weights, kspace, config, prior)
-    per_iteration = result.seconds / result.iterations
-    return {"device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
-            "matrix": matrix, "copies": copies, "iterations": result.iterations,
-            "seconds_per_iteration": per_iteration,
-            "seconds_per_slice_at_3000": per_iteration * 3000 / copies}
-
-
 def convergence(scans, subjects: list[int], base, tuned: dict, *, rate: int = 4,
                 iterations: int = 600, every: int = 25, cs_iter: int = 60,
                 device: str = "cpu"):
