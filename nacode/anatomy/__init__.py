@@ -13,10 +13,12 @@ from nacode.anatomy.mni152 import (
     tissue_volumes,
 )
 from nacode.anatomy.subject import Subject, Tissue, Tube
+from nacode.anatomy.texture import TEXTURE, misregister, random_shift_mm, tsc_texture
 
 __all__ = [
     "MNI152",
     "MUSCLES",
+    "TEXTURE",
     "Subject",
     "Tissue",
     "Tube",
@@ -25,6 +27,9 @@ __all__ = [
     "breast_subject",
     "calf_subject",
     "load_mni152",
+    "misregister",
     "mixed_voxel_fraction",
+    "random_shift_mm",
     "tissue_volumes",
+    "tsc_texture",
 ]

@@ -159,6 +159,136 @@ def bias_field(shape: tuple[int, int], rng: np.random.Generator,
     return (1.0 + field).astype(np.float32)
 
 
+def values_at(grid: np.ndarray, points_mm: np.ndarray, voxel_mm: tuple[float, float],
+              fill: float = 0.0) -> np.ndarray:
+    """Nearest-voxel values of a 2D ``grid`` at ``points_mm`` (shape (..., 2), ``(y, x)`` mm).
+
+    Returns
+    -------
+    ndarray of float, shape ``points_mm.shape[:-1]``
+        ``fill`` where a point falls outside the grid.
+    """
+    shape = np.array(grid.shape)
+    index = np.rint(points_mm / np.asarray(voxel_mm) + shape // 2).astype(int)
+    ok = np.all((index >= 0) & (index < shape), axis=-1)
+    out = np.full(points_mm.shape[:-1], fill, dtype=float)
+    out[ok] = grid[index[ok][:, 0], index[ok][:, 1]]
+    return out
+
+
+def arcs(centres_mm: np.ndarray, headings: np.ndarray, lengths_mm: np.ndarray,
+         curvatures: np.ndarray, n: int) -> np.ndarray:
+    """``K`` circular arcs sampled at ``n`` points each, centred on their middle sample.
+
+    Parameters
+    ----------
+    centres_mm : ndarray, shape (K, 2)
+        Middle point ``(y, x)`` of each arc, mm.
+    headings : ndarray, shape (K,)
+        Direction at the middle, radians from the x axis towards +y.
+    lengths_mm, curvatures : ndarray, shape (K,)
+        Arc length (mm) and curvature (1/mm; 0 is a straight segment).
+    n : int
+        Samples per arc (spacing ``length / (n − 1)``).
+
+    Returns
+    -------
+    ndarray, shape (K, n, 2)
+        Sample positions ``(y, x)`` in mm.
+    """
+    s = np.linspace(-0.5, 0.5, n)[None, :] * lengths_mm[:, None]  # arc length from the middle
+    h = headings[:, None] + curvatures[:, None] * s
+    ds = lengths_mm[:, None] / (n - 1)
+    path = np.cumsum(np.stack([np.sin(h), np.cos(h)], axis=-1) * ds[..., None], axis=1)
+    return path - path[:, n // 2][:, None] + centres_mm[:, None]
+
+
+def flow_paths(starts_mm: np.ndarray, field: Sequence[np.ndarray], inside: np.ndarray,
+               voxel_mm: tuple[float, float], *, turn: Callable[[float], np.ndarray],
+               step_mm: float, max_mm: float) -> list[np.ndarray]:
+    """Paths that follow a 2D vector field, turned by an angle that varies along each path.
+
+    Parameters
+    ----------
+    starts_mm : ndarray, shape (K, 2)
+        Start points ``(y, x)`` in mm.
+    field : pair of ndarray, each (Ny, Nx)
+        ``(f_y, f_x)``, e.g. ``np.gradient`` of a distance map; only its direction is used.
+    inside : ndarray of bool, (Ny, Nx)
+        A path ends when it leaves this region (or where the field vanishes).
+    voxel_mm : tuple of float
+        ``(dy, dx)`` in mm.
+    turn : callable
+        Maps the arc length walked so far (mm) to each path's turn angle, shape (K,), radians.
+    step_mm, max_mm : float
+        Step and largest length of a path, mm.
+
+    Returns
+    -------
+    list of ndarray, each (n_k, 2)
+        The samples of each path, start included, ``step_mm`` apart.
+    """
+    position = np.asarray(starts_mm, dtype=float)
+    paths, active = [[p] for p in position], np.ones(len(position), dtype=bool)
+    for k in range(1, int(max_mm / step_mm)):
+        if not active.any():
+            break
+        fy, fx = (values_at(f, position, voxel_mm) for f in field)
+        angle = turn(k * step_mm)
+        c, s = np.cos(angle), np.sin(angle)
+        turned = np.stack([c * fy + s * fx, -s * fy + c * fx], axis=1)
+        norm = np.linalg.norm(turned, axis=1, keepdims=True)
+        position = position + step_mm * turned / np.maximum(norm, 1e-9)
+        active &= (norm[:, 0] > 1e-9) & (values_at(inside, position, voxel_mm) > 0)
+        for i in np.flatnonzero(active):
+            paths[i].append(position[i])
+    return [np.array(path) for path in paths]
+
+
+def curve_mask(points_mm: np.ndarray, half_width_mm: np.ndarray, shape: tuple[int, int],
+               voxel_mm: tuple[float, float]) -> np.ndarray:
+    """Voxels within a per-point half-width of a sampled curve (a thin band, never gapped).
+
+    Parameters
+    ----------
+    points_mm : ndarray, shape (n, 2)
+        Curve samples ``(y, x)`` in mm from the grid centre, spaced at most a quarter voxel.
+    half_width_mm : ndarray, shape (n,)
+        Half the band's width at each sample, in mm.
+    shape : tuple of int
+        ``(Ny, Nx)``.
+    voxel_mm : tuple of float
+        ``(dy, dx)`` in mm.
+
+    Returns
+    -------
+    ndarray of bool, shape ``shape``
+        Voxels whose centre lies closer than the half-width to the nearest sample, plus the
+        nearest voxel of every sample (so a band narrower than a voxel stays connected).
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points_mm, dtype=float).reshape(-1, 2)
+    half = np.broadcast_to(np.asarray(half_width_mm, dtype=float), points.shape[:1])
+    mask = np.zeros(shape, dtype=bool)
+    index = np.rint(points / np.asarray(voxel_mm) + np.array(shape) // 2).astype(int)
+    ok = np.all((index >= 0) & (index < np.array(shape)), axis=1)
+    if not ok.any():
+        return mask
+    mask[index[ok, 0], index[ok, 1]] = True
+    reach = float(half.max())
+    steps = int(np.ceil(reach / min(voxel_mm))) + 1
+    near = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=steps)
+    rows, cols = np.nonzero(near)
+    centres = np.column_stack([(rows - shape[0] // 2) * voxel_mm[0],
+                               (cols - shape[1] // 2) * voxel_mm[1]])
+    distance, nearest = cKDTree(points).query(centres, distance_upper_bound=reach)
+    hit = np.isfinite(distance)
+    hit[hit] = distance[hit] < half[nearest[hit]]
+    mask[rows[hit], cols[hit]] = True
+    return mask
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 4-connected component of ``mask`` (empty if ``mask`` is)."""
     parts, count = ndimage.label(mask)

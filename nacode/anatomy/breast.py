@@ -14,6 +14,17 @@ so it can only be found in the sodium image — the case DIP-Fusion's anatomical
 erase. Anatomy, lesions and tubes use independent random streams spawned from the seed, so a
 seed gives the same breasts with or without tumours.
 
+With ``texture=True`` (the default) the 1H image stops being an oracle for a 1H-guided method
+(directional TV, DIP-Fusion), which would otherwise find every sodium edge on a 1H edge:
+the sodium TSC varies within each tissue (:func:`~nacode.anatomy.texture.tsc_texture`); up to
+15 Cooper's-ligament-like fibroglandular strands, 0.8–1.6 mm wide (below the 2.5–5 mm
+acquisition voxel), cross the breast fat from the chest towards the skin, ending where they
+meet another (in both images); a 1–1.7 mm ``"septum"`` runs 3–5 cm through the fat of one
+breast, dark in 1H but with fat's sodium properties and texture exactly, so it has no sodium
+feature at all; and the 1H image has its own independent texture and is translated by 0–2 mm
+against the sodium truth. These features use streams of their own (children 3–7 of the
+seed), so ``texture=False`` reproduces the label-constant subject bit for bit.
+
 Conventions: arrays are 2D, indexed ``(y, x)``, row 0 anterior and column 0 the subject's right
 (radiological display). Voxel ``i`` of ``N`` is centred at ``(i - N // 2) * voxel`` mm from
 the grid centre, the origin of every ``centre_mm = (y, x)``.
@@ -21,11 +32,15 @@ the grid centre, the origin of every ``centre_mm = (y, x)``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from nacode.anatomy import _draw
 from nacode.anatomy.subject import AIR, Subject, Tissue, lookup
+from nacode.anatomy.texture import PROTON_TEXTURE, misregister, random_shift_mm, tsc_texture
 from nacode.anatomy.tissues import TUBE_CONCENTRATIONS, draw
 
 SKIN, FAT, FIBROGLANDULAR, MUSCLE, HEART, CORTEX, MARROW = range(1, 8)
@@ -36,6 +51,16 @@ LESION_PROTON = 0.3  # 1H intensity of a visible lesion (fibroglandular: 0.45)
 LESION_RIM_MM = 2.5  # fibroglandular tissue made to surround each lesion
 TUBE_RADIUS_MM = 8.0
 TUBE_GAP_MM = 3.0
+STRANDS = (6, 15)  # fibroglandular strands per subject (both breasts together)
+STRAND_WIDTH_MM = (0.8, 1.6)  # 1–2 fine voxels at 0.833 mm; an acquisition voxel is ≥ 2.5 mm
+STRAND_GAP_MM = 2.5  # a strand stops this far from an earlier one (they join, never merge)
+STRAND_KEEP_OUT_MM = 5.0  # strands stay this far from the septum (one quick-profile voxel)
+SEPTUM_WIDTH_MM = (1.0, 1.7)
+SEPTUM_LENGTH_MM = (30.0, 50.0)
+SEPTUM_PROTON = 0.3  # 1H intensity of the septum (fat: 1.0); its sodium is fat's exactly
+SEPTUM_CLEARANCE_MM = 2.0  # fat wanted on either side of the septum when placing it
+MISREGISTRATION_MM = 2.0  # largest 1H-to-sodium translation
+STEP_MM = 0.25  # sampling of the strand and septum curves
 
 
 def _tissues(rng: np.random.Generator) -> dict[int, Tissue]:
@@ -130,6 +155,7 @@ def _anatomy(rng: np.random.Generator, y: np.ndarray, x: np.ndarray,
     breast_tissue = breasts & ~thorax & body & (depth >= skin_mm)
     top_row = np.flatnonzero(body.any(axis=1)).min()
     geometry = {"body": body, "inner": inner, "band_y": (y[top_row, 0], y0 - half_b),
+                "breasts": breast_tissue, "chest_mm": chest,
                 "breast_size_mm": tuple(sizes), "fgt_density": float(density),
                 "fgt_fraction": float(glands.sum() / max(breast_tissue.sum(), 1)),
                 "skin_thickness_mm": float(skin_mm)}
@@ -186,8 +212,98 @@ def _add_lesions(labels: np.ndarray, tissues: dict[int, Tissue], rng: np.random.
     return lesions
 
 
+def _septum_curve(rng: np.random.Generator, base: np.ndarray, breasts: np.ndarray,
+                  y: np.ndarray, x: np.ndarray, voxel: tuple[float, float],
+                  candidates: int = 64) -> tuple[np.ndarray, float]:
+    """Samples ``(n, 2)`` mm of a gentle arc through the breast fat, and the septum's width.
+
+    ``candidates`` random arcs (length, direction, curvature ≤ 1/50 mm⁻¹) centred in breast
+    fat are scored by the share of their samples that keep :data:`SEPTUM_CLEARANCE_MM` of fat
+    on both sides in the lesion-free map ``base``; the best is kept.
+    """
+    width = rng.uniform(*SEPTUM_WIDTH_MM)
+    room = ndimage.distance_transform_edt((base == FAT) & breasts, sampling=voxel)
+    need = width / 2 + SEPTUM_CLEARANCE_MM
+    pool = np.flatnonzero(room >= min(need, 0.8 * room.max()))
+    rows, cols = np.unravel_index(pool[rng.integers(pool.size, size=candidates)], base.shape)
+    paths = _draw.arcs(np.column_stack([y[rows, 0], x[0, cols]]),
+                       rng.uniform(0.0, np.pi, candidates),
+                       rng.uniform(*SEPTUM_LENGTH_MM, candidates),
+                       rng.uniform(-1.0 / 50.0, 1.0 / 50.0, candidates),
+                       int(np.ceil(SEPTUM_LENGTH_MM[1] / STEP_MM)) + 1)
+    score = (_draw.values_at(room, paths, voxel) >= need).mean(axis=1)
+    return paths[int(np.argmax(score))], float(width)
+
+
+def _strand_curves(rng: np.random.Generator, breasts: np.ndarray, chest: np.ndarray,
+                   y: np.ndarray, x: np.ndarray, voxel: tuple[float, float]
+                   ) -> list[np.ndarray]:
+    """Sampled paths ``(n_i, 2)`` mm of Cooper's-ligament-like strands, chest → nipple/skin.
+
+    Each path starts in the breast within 15 mm of the chest wall and follows the gradient of
+    the distance from the chest, turned by a constant tilt (≤ 17°) and a slow sinusoidal
+    wobble (≤ 17°, wavelength 15–40 mm), until it leaves the breast below the skin. Their
+    number is drawn in :data:`STRANDS`; the caller ends a path where it meets an earlier one.
+    """
+    n = int(rng.integers(STRANDS[0], STRANDS[1] + 1))
+    pool = np.flatnonzero(breasts & (chest <= 15.0))
+    if pool.size == 0:
+        pool = np.flatnonzero(breasts)
+    rows, cols = np.unravel_index(pool[rng.integers(pool.size, size=n)], breasts.shape)
+    tilt, wobble = rng.uniform(-0.3, 0.3, n), rng.uniform(0.0, 0.3, n)
+    wavelength, phase = rng.uniform(15.0, 40.0, n), rng.uniform(0.0, 2 * np.pi, n)
+
+    def turn(s_mm: float) -> np.ndarray:
+        return tilt + wobble * np.sin(2 * np.pi * s_mm / wavelength + phase)
+
+    return _draw.flow_paths(np.column_stack([y[rows, 0], x[0, cols]]),
+                            np.gradient(chest, *voxel), breasts, voxel, turn=turn,
+                            step_mm=STEP_MM, max_mm=150.0)
+
+
+def _add_septum_and_strands(labels: np.ndarray, tissues: dict[int, Tissue],
+                            rngs: tuple[np.random.Generator, np.random.Generator],
+                            base: np.ndarray, breasts: np.ndarray, chest: np.ndarray,
+                            y: np.ndarray, x: np.ndarray, voxel: tuple[float, float]
+                            ) -> tuple[dict, list[dict], np.ndarray]:
+    """Paint the 1H-only septum, then the thin strands, into the fat of ``labels``.
+
+    Both are placed from the lesion-free map ``base`` and painted only where ``labels`` is
+    still fat, so the tumours change them only where they overlap.
+    """
+    septum_rng, strand_rng = rngs
+    path, width = _septum_curve(septum_rng, base, breasts, y, x, voxel)
+    septum = _draw.curve_mask(path, width / 2, labels.shape, voxel) & (labels == FAT) & breasts
+    label = max(tissues) + 1
+    tissues[label] = replace(tissues[FAT], name="septum", proton=SEPTUM_PROTON)
+    labels[septum] = label
+    painted = _draw.values_at(septum, path, voxel) > 0
+    record = {"label": label, "name": "septum", "width_mm": width,
+              "length_mm": float(painted.sum() * np.linalg.norm(path[1] - path[0])),
+              "centre_mm": (float(path[len(path) // 2, 0]), float(path[len(path) // 2, 1])),
+              "proton": SEPTUM_PROTON}
+    keep_out = ndimage.distance_transform_edt(~septum, sampling=voxel) <= STRAND_KEEP_OUT_MM
+    allowed = (labels == FAT) & breasts & ~keep_out
+    strand_mask, strands, kept = np.zeros(labels.shape, dtype=bool), [], []
+    for curve in _strand_curves(strand_rng, breasts, chest, y, x, voxel):
+        strand_width = strand_rng.uniform(*STRAND_WIDTH_MM)
+        if kept:  # a strand ends where it meets an earlier one, so none is ever widened
+            distance, _ = cKDTree(np.concatenate(kept)).query(curve)
+            close = np.flatnonzero(distance < STRAND_GAP_MM)
+            curve = curve[:close[0]] if close.size else curve
+        if len(curve) * STEP_MM < 2.0:
+            continue
+        kept.append(curve)
+        strand_mask |= _draw.curve_mask(curve, strand_width / 2, labels.shape, voxel) & allowed
+        strands.append({"width_mm": float(strand_width),
+                        "length_mm": float(STEP_MM * (len(curve) - 1)),
+                        "start_mm": (float(curve[0, 0]), float(curve[0, 1]))})
+    labels[strand_mask] = FIBROGLANDULAR
+    return record, strands, strand_mask
+
+
 def breast_subject(seed: int, *, n_tumours: int = 0, sodium_only: bool = False,
-                   matrix: int = 384, fov_mm: float = 320.0) -> Subject:
+                   matrix: int = 384, fov_mm: float = 320.0, texture: bool = True) -> Subject:
     """A virtual prone breast slice: both breasts, chest wall, thorax, tumours and tubes.
 
     Parameters
@@ -198,11 +314,17 @@ def breast_subject(seed: int, *, n_tumours: int = 0, sodium_only: bool = False,
         Number of lesions (≥ 0), labelled ``"tumour_1"``, ``"tumour_2"``, …
     sodium_only : bool
         Make the last lesion invisible in 1H (its 1H intensity equals fibroglandular tissue's
-        exactly). Needs ``n_tumours ≥ 1``.
+        exactly, and in the 1H texture it shares fibroglandular tissue's field). Needs
+        ``n_tumours ≥ 1``.
     matrix : int
         Grid size (``matrix × matrix``); the default 384 over 320 mm gives 0.833 mm voxels.
     fov_mm : float
         Square field of view in mm.
+    texture : bool
+        Add what removes the 1H prior's oracle (see the module docstring): sodium texture,
+        sub-voxel fibroglandular strands, a 1H-only septum, an independent 1H texture and a
+        0–2 mm 1H misregistration. ``False`` gives exactly the label-constant subject of
+        earlier versions (same labels, tissues and ``proton``, ``tsc_texture=None``).
 
     Returns
     -------
@@ -211,15 +333,25 @@ def breast_subject(seed: int, *, n_tumours: int = 0, sodium_only: bool = False,
         1 ``"skin"``, 2 ``"fat"``, 3 ``"fibroglandular"``, 4 ``"muscle"``, 5 ``"heart"``,
         6 ``"cortical_bone"`` and 7 ``"marrow"`` (vertebra), then one label per lesion, then
         five tubes (``"tube_<c>mM"``, radius 8 mm, ≥ 3 mm from the body, the edge and each
-        other, anterior of the chest). ``proton`` is float32, the tissues' 1H intensities
-        times a smooth bias within ±10 %. ``extra`` holds ``"lesions"`` (list of dicts:
-        ``label``, ``name``, ``kind`` ``"visible"`` or ``"sodium_only"``, ``centre_mm = (y,
-        x)``, ``diameter_mm`` (area-equivalent), ``tsc`` in mM, ``tsc_ratio`` to
-        fibroglandular), ``"bias"`` (float32, shape of ``labels``), ``"breast_size_mm"``
+        other, anterior of the chest), then (``texture=True``) ``"septum"``. ``proton`` is
+        float32: the tissues' 1H intensities (times the 1H texture, then translated by the
+        misregistration, when ``texture=True``) times a smooth bias within ±10 % (the bias
+        is in the scanner frame: it is not translated). ``tsc_texture`` is float32 (mean 1
+        per tissue) or ``None``. ``extra`` holds ``"lesions"`` (list of dicts: ``label``,
+        ``name``, ``kind`` ``"visible"`` or ``"sodium_only"``, ``centre_mm = (y, x)``,
+        ``diameter_mm`` (area-equivalent), ``tsc`` in mM (the lesion's mean), ``tsc_ratio``
+        to fibroglandular), ``"bias"`` (float32, shape of ``labels``), ``"breast_size_mm"``
         (base width and projection of the image-left and image-right breast),
         ``"fgt_density"`` (target fibroglandular fraction of the inner breast),
-        ``"fgt_fraction"`` (fibroglandular share of the breast tissue below the skin) and
-        ``"skin_thickness_mm"``.
+        ``"fgt_fraction"`` (fibroglandular share of the breast tissue below the skin, before
+        strands), ``"skin_thickness_mm"``, ``"septum"`` (dict: ``label``, ``name`` — the mask
+        name for :meth:`Subject.mask` —, ``width_mm``, painted ``length_mm``, ``centre_mm``,
+        ``proton``; ``None`` without texture), ``"strands"`` (list of dicts: ``width_mm``,
+        ``length_mm`` of the path, ``start_mm``; empty without texture) and
+        ``"misregistration_mm"`` (``(dy, dx)`` translation of the 1H image, ``(0, 0)``
+        without texture); with texture also ``"strand_mask"`` (bool, the voxels the strands
+        turned from fat to fibroglandular) and ``"proton_texture"`` (float32, the 1H texture
+        in the sodium frame, before the translation).
 
     Raises
     ------
@@ -243,16 +375,37 @@ def breast_subject(seed: int, *, n_tumours: int = 0, sodium_only: bool = False,
     y, x = _draw.grid_mm(shape, voxel)
     tissues = _tissues(anatomy_rng)
     labels, geometry = _anatomy(anatomy_rng, y, x, voxel)
-    body = geometry.pop("body")
+    body, breasts, chest = geometry.pop("body"), geometry.pop("breasts"), geometry.pop("chest_mm")
+    base = labels.copy() if texture else labels
     bias = _draw.bias_field(shape, anatomy_rng)
-    top, chest = geometry.pop("band_y")  # tubes lie between the nipples' and the chest's level
-    top = min(top + TUBE_RADIUS_MM, chest - 4 * TUBE_RADIUS_MM)
+    top, chest_y = geometry.pop("band_y")  # tubes lie between the nipples' and the chest's level
+    top = min(top + TUBE_RADIUS_MM, chest_y - 4 * TUBE_RADIUS_MM)
     lesions = _add_lesions(labels, tissues, lesion_rng, y, x, voxel, geometry.pop("inner"),
                            int(n_tumours), bool(sodium_only))
     tubes = _draw.add_tubes(labels, tissues, tube_rng, body, voxel, TUBE_CONCENTRATIONS,
                             TUBE_RADIUS_MM, gap_mm=TUBE_GAP_MM,
-                            allowed=np.broadcast_to((y >= top) & (y <= chest), shape))
-    proton = (lookup(labels, tissues, "proton") * bias).astype(np.float32)
-    extra = {"lesions": lesions, "bias": bias, **geometry}
+                            allowed=np.broadcast_to((y >= top) & (y <= chest_y), shape))
+    extra = {"lesions": lesions, "bias": bias, **geometry, "septum": None, "strands": [],
+             "misregistration_mm": (0.0, 0.0)}
+    if not texture:
+        proton = (lookup(labels, tissues, "proton") * bias).astype(np.float32)
+        return Subject(kind="breast", seed=seed, labels=labels, tissues=tissues,
+                       proton=proton, voxel_mm=voxel, tubes=tubes, extra=extra)
+    # streams of their own (children 3–7 of the seed), so the features above are unchanged
+    septum_rng, strand_rng, sodium_rng, proton_rng, shift_rng = [
+        np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(8)[3:]]
+    septum, strands, strand_mask = _add_septum_and_strands(
+        labels, tissues, (septum_rng, strand_rng), base, breasts, chest, y, x, voxel)
+    sodium_texture = tsc_texture(labels, tissues, voxel, sodium_rng, groups={"septum": "fat"})
+    shared = {"septum": "fat"}
+    if sodium_only:  # the hidden lesion must not show through the 1H texture either
+        shared[lesions[-1]["name"]] = "fibroglandular"
+    proton_texture = tsc_texture(labels, tissues, voxel, proton_rng, table=PROTON_TEXTURE,
+                                 groups=shared)
+    shift = random_shift_mm(shift_rng, MISREGISTRATION_MM)
+    registered = lookup(labels, tissues, "proton") * proton_texture
+    proton = (misregister(registered, shift, voxel) * bias).astype(np.float32)
+    extra.update(septum=septum, strands=strands, misregistration_mm=shift,
+                 strand_mask=strand_mask, proton_texture=proton_texture)
     return Subject(kind="breast", seed=seed, labels=labels, tissues=tissues, proton=proton,
-                   voxel_mm=voxel, tubes=tubes, extra=extra)
+                   voxel_mm=voxel, tubes=tubes, extra=extra, tsc_texture=sodium_texture)

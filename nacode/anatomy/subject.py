@@ -4,7 +4,8 @@ Every anatomy (calf, brain, breast) returns a :class:`Subject`: an integer label
 finer than any acquisition (so partial volume arises in the simulated scan, not in the truth),
 the subject's own tissue table (:class:`Tissue` per label, after population variability), the
 reference tubes, and a matching 1H image. The per-voxel maps — true TSC (mM), T2* fast and
-slow components (ms), fast fraction, T1 (ms) — are looked up from the labels on demand.
+slow components (ms), fast fraction, T1 (ms) — are looked up from the labels on demand; an
+optional within-tissue TSC texture (:mod:`nacode.anatomy.texture`) multiplies the TSC.
 
 Coordinates: arrays are indexed ``(y, x)`` in 2D and ``(x, y, z)`` in 3D as produced by each
 generator (documented there); positions in mm are relative to the grid centre.
@@ -119,6 +120,10 @@ class Subject:
         Reference tubes (their labels are keys of ``tissues``).
     extra : dict
         Generator-specific extras (e.g. a brain mask, lesion info); arrays share the grid.
+    tsc_texture : ndarray of float, same shape as ``labels``, optional
+        Multiplicative within-tissue TSC texture (dimensionless, > 0, mean ≈ 1 per tissue);
+        ``None`` means each tissue has one constant TSC. It scales the sodium signal only
+        (relaxation stays per label).
     """
 
     kind: str
@@ -129,6 +134,7 @@ class Subject:
     voxel_mm: tuple[float, ...]
     tubes: tuple[Tube, ...] = ()
     extra: dict = field(default_factory=dict)
+    tsc_texture: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -155,8 +161,11 @@ class Subject:
 
     @property
     def tsc(self) -> np.ndarray:
-        """True tissue sodium concentration in mM, float32, fine grid."""
-        return self._lookup("tsc")
+        """True tissue sodium concentration in mM, float32, fine grid (texture included)."""
+        tsc = self._lookup("tsc")
+        if self.tsc_texture is None:
+            return tsc
+        return (tsc * self.tsc_texture).astype(np.float32)
 
     @property
     def t2_fast(self) -> np.ndarray:
@@ -222,3 +231,13 @@ class Subject:
         for tube in self.tubes:
             if tube.label not in self.tissues:
                 raise ValueError(f"tube label {tube.label} has no tissue entry")
+        texture = self.tsc_texture
+        if texture is not None:
+            if np.shape(texture) != self.labels.shape:
+                raise ValueError(f"tsc_texture shape {np.shape(texture)} != labels "
+                                 f"{self.labels.shape}")
+            if not np.all(np.isfinite(texture)):
+                raise ValueError("tsc_texture contains NaN or infinity")
+            if not np.all(np.asarray(texture) > 0):
+                raise ValueError(f"tsc_texture must be > 0 everywhere, got a minimum of "
+                                 f"{np.min(texture):g}")

@@ -5,7 +5,9 @@ The object is drawn on the subject's fine grid and sampled along the trajectory 
 the sampling pattern's point-spread function all arise as in a real scan. With readout decay
 every sample sees the bi-exponential T2* decay at its own acquisition time; the tissues'
 decay curves are factored into a few temporal basis functions (:func:`decay_basis`), one
-NUFFT per basis function (and coil).
+NUFFT per basis function (and coil). A subject's within-tissue TSC texture
+(:attr:`Subject.tsc_texture`) multiplies every per-voxel image: TSC enters the signal linearly,
+so texture × per-label curve is exact.
 """
 
 from __future__ import annotations
@@ -33,11 +35,36 @@ def tissue_curves(subject: Subject, seq: Sequence, times_ms: np.ndarray) -> np.n
     return curves
 
 
+def voxel_image(subject: Subject, per_label: np.ndarray) -> np.ndarray:
+    """A per-label value painted on the fine grid, times the subject's TSC texture if any.
+
+    Parameters
+    ----------
+    subject : Subject
+    per_label : ndarray, shape (n_labels,)
+        Value of each label (a column of :func:`tissue_curves` or of its decay coefficients),
+        proportional to TSC.
+
+    Returns
+    -------
+    ndarray, shape ``subject.shape``
+        ``per_label[labels]``, multiplied by ``subject.tsc_texture`` when it is set (exactly
+        ``per_label[labels]`` otherwise).
+    """
+    image = per_label[subject.labels]
+    if subject.tsc_texture is not None:
+        image = image * subject.tsc_texture
+    return image
+
+
 def signal_image(subject: Subject, seq: Sequence = CALF_SEQUENCE, *, te_ms: float = 0.23
                  ) -> np.ndarray:
-    """Sodium signal on the fine grid at one time ``te_ms``: ρ · S(T1) · D(TE), float64."""
+    """Sodium signal on the fine grid at one time ``te_ms``: ρ · S(T1) · D(TE), float64.
+
+    ρ is the TSC, texture included (:func:`voxel_image`).
+    """
     curves = tissue_curves(subject, seq, np.array([te_ms]))
-    return curves[subject.labels, 0]
+    return voxel_image(subject, curves[:, 0])
 
 
 def acquire(
@@ -87,7 +114,7 @@ def acquire(
     maps = np.ones((1, *subject.shape)) if coil_maps is None else coil_maps
     kspace = np.zeros((maps.shape[0], *traj.times_ms.shape), dtype=np.complex128)
     for r in range(basis.shape[0]):
-        image = coefficients[subject.labels, r]
+        image = voxel_image(subject, coefficients[:, r])
         weight = basis[r][index]
         for c, sensitivity in enumerate(maps):
             kspace[c] += weight * sample_image(image * sensitivity, traj)

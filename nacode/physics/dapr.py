@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nacode.anatomy.subject import Subject
-from nacode.physics.acquire import tissue_curves
+from nacode.physics.acquire import tissue_curves, voxel_image
 from nacode.physics.signal import Sequence, decay_basis
 
 #: The brain study's sequence: TR 50 ms, 90° excitation, one excitation per spoke.
@@ -148,7 +148,7 @@ def acquire_kspace(subject: Subject, matrix: tuple[int, int, int], *,
     kspace = np.zeros(matrix, dtype=np.complex128)
     for rank in range(basis.shape[0]):
         weight = np.interp(np.minimum(r, 1.0), grid, basis[rank])
-        spectrum = _centred_fft(coefficients[subject.labels, rank])[crop]
+        spectrum = _centred_fft(voxel_image(subject, coefficients[:, rank]))[crop]
         kspace += weight * spectrum
     return kspace * inside * scale
 
