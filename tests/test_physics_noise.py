@@ -86,3 +86,20 @@ def test_gridded_noise_sd_and_snr_calibration():
     sigma = noise.sigma_for_snr(10.0, 5.0, 4, weights, traj.matrix)
     assert 10.0 / (noise.RAYLEIGH_SD * noise.gridded_noise_sd(sigma, weights, traj.matrix)
                    / 2) == pytest.approx(5.0)
+
+
+def test_prescan_whitening_decorrelates_the_coils():
+    covariance = noise.correlated_covariance(8, seed=3) * 4.0
+    rng = np.random.default_rng(0)
+    prescan = noise.coil_noise((4000,), covariance, rng)
+    estimate = noise.noise_covariance(prescan)
+    np.testing.assert_allclose(estimate, covariance, atol=0.15 * np.abs(covariance).max())
+    matrix = noise.whitening_matrix(estimate)
+    measured = noise.whiten(noise.coil_noise((20000,), covariance, rng), matrix)
+    after = noise.noise_covariance(measured)
+    level = np.real(np.diag(covariance)).mean()
+    np.testing.assert_allclose(after, level * np.eye(8), atol=0.06 * level)
+    before = np.abs(covariance - np.diag(np.diag(covariance))).max() / level
+    assert before > 0.2  # the array really was correlated
+    with pytest.raises(ValueError, match="pre-scan"):
+        noise.noise_covariance(prescan[:, :10])

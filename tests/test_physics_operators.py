@@ -10,6 +10,7 @@ import sigpy as sp
 from nacode.physics import trajectory
 from nacode.physics.coils import coil_maps
 from nacode.physics.linops import (
+    TorchLinop,
     adjoint_error,
     coil_op,
     finite_difference_op,
@@ -35,7 +36,33 @@ def _operators():
         "coil-nufft-8ch": (multicoil_nufft_op(maps2, radial.coord), NUFFT),
         "finite-differences-2d": (finite_difference_op((24, 24)), EXACT),
         "finite-differences-3d": (finite_difference_op((8, 9, 10)), EXACT),
+        "gradient-neumann-2d": (_torch_op("gradient"), EXACT),
+        "dtv-random-prior": (_torch_op("dtv"), EXACT),
+        "toeplitz-normal-R4": (_torch_op("toeplitz"), EXACT),
     }
+
+
+def _torch_op(kind: str):
+    """The torch operators of the variational reconstructions as shared-check operators."""
+    import torch
+
+    from nacode.physics.nufft import density_compensation
+    from nacode.physics.toeplitz import ToeplitzNormal
+    from nacode.recon import variational as v
+
+    shape = (12, 14)
+    if kind == "gradient":
+        return TorchLinop(v.gradient, v.gradient_adjoint, shape, (2, *shape))
+    if kind == "dtv":
+        rng = np.random.default_rng(3)
+        xi = rng.standard_normal((2, *shape))
+        xi = torch.as_tensor(xi / np.maximum(np.linalg.norm(xi, axis=0), 1.0))  # |ξ| ≤ 1
+        return TorchLinop(lambda x: v.directional_gradient(x, xi),
+                          lambda y: v.directional_gradient_adjoint(y, xi), shape, (2, *shape))
+    traj = trajectory.radial(matrix=16, undersampling=4)
+    weights = torch.as_tensor(density_compensation(traj).reshape(-1))
+    normal = ToeplitzNormal(traj.coord.reshape(-1, 2), (16, 16), weights, dtype=torch.float64)
+    return TorchLinop(normal, normal, (16, 16), (16, 16))  # self-adjoint by construction
 
 
 OPERATORS = _operators()

@@ -32,6 +32,30 @@ def finite_difference_op(shape: tuple[int, ...]):
     return sp.linop.FiniteDifference(tuple(shape))
 
 
+class TorchLinop:
+    """A torch operator pair seen as a NumPy operator, for :func:`adjoint_error` and friends.
+
+    ``forward`` and ``adjoint`` map complex128 tensors of shape ``ishape`` to ``oshape`` and
+    back; calls take and return NumPy arrays (the ``op(x)`` / ``op.H(y)`` protocol of
+    sigpy's ``Linop`` that the shared checks use).
+    """
+
+    def __init__(self, forward, adjoint, ishape: tuple[int, ...], oshape: tuple[int, ...]
+                 ) -> None:
+        self.forward, self.adjoint = forward, adjoint
+        self.ishape, self.oshape = tuple(ishape), tuple(oshape)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        return self.forward(torch.as_tensor(np.asarray(x, dtype=np.complex128))).numpy()
+
+    @property
+    def H(self) -> TorchLinop:
+        """The adjoint operator."""
+        return TorchLinop(self.adjoint, self.forward, self.oshape, self.ishape)
+
+
 def _random(shape, rng) -> np.ndarray:
     return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
 
