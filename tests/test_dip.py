@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from nacode.denoise.dip import DIPConfig, fit
 from nacode.denoise.priors import fuse
 from nacode.denoise.unet import GroupedUNet
+from nacode.physics.toeplitz import SenseNormal
 from nacode.physics.torch_nufft import TorchNufft
 
 
@@ -54,47 +57,61 @@ def _problem(copies: int = 2, n: int = 16, seed: int = 0):
     kspace = clean + 0.02 * torch.as_tensor(rng.standard_normal(clean.shape)
                                             + 1j * rng.standard_normal(clean.shape))
     weights = torch.as_tensor(np.tile(np.abs(radius) + 0.5, 12))
-    return nufft, maps, weights, kspace, truth
+    return SenseNormal(coord.reshape(-1, 2), maps, weights, kspace), nufft, truth
 
 
 def test_dip_fits_the_data_and_stops_by_the_moving_variance_rule():
-    nufft, maps, weights, kspace, truth = _problem()
+    term, _nufft, truth = _problem()
     config = DIPConfig(max_iter=150, learning_rate=0.01, base=4, levels=3, window=8,
                        patience=40, seed=0)
-    result = fit(nufft, maps, weights, kspace, config)
+    result = fit(term, config)
     assert result.images.shape == truth.shape and result.bias.shape == truth.shape
     np.testing.assert_array_equal(result.bias, 1.0)
     assert np.all(result.stop_iteration >= config.window)
     assert np.all(result.stop_iteration <= result.iterations)
     error = [np.mean((result.images[c] - truth[c]) ** 2) for c in range(2)]
     assert max(error) < 0.5 * min(np.mean(t**2) for t in truth)  # far better than zero
-    again = fit(nufft, maps, weights, kspace, config)
+    again = fit(term, config)
     np.testing.assert_array_equal(again.images, result.images)  # seeded
 
 
 def test_zero_weights_give_the_plain_dip_and_fusion_terms_change_it():
-    nufft, maps, weights, kspace, truth = _problem()
+    term, _nufft, truth = _problem()
     t = torch.as_tensor(truth)
     prior = fuse(t, t + 0.1, alpha=0.5)
     base = DIPConfig(max_iter=60, base=4, levels=3, window=8, patience=40, seed=3)
-    plain = fit(nufft, maps, weights, kspace, base)
-    zero = fit(nufft, maps, weights, kspace, base, prior)
+    plain = fit(term, base)
+    zero = fit(term, base, prior)
     np.testing.assert_array_equal(plain.images, zero.images)
-    fused = fit(nufft, maps, weights, kspace,
+    fused = fit(term,
                 DIPConfig(**{**base.__dict__, "lam_dtv": 0.05, "lam_gc": 0.05,
                              "lam_bias": 0.1, "fit_bias": True}), prior)
     assert not np.array_equal(fused.images, plain.images)
     assert np.all(fused.bias > 0) and not np.allclose(fused.bias, 1.0)
     with pytest.raises(ValueError, match="prior"):
-        fit(nufft, maps, weights, kspace, DIPConfig(max_iter=2, lam_dtv=0.1))
+        fit(term, DIPConfig(max_iter=2, lam_dtv=0.1))
 
 
 def test_callback_sees_every_kth_output_without_changing_the_fit():
-    nufft, maps, weights, kspace, _ = _problem()
+    term, _nufft, _ = _problem()
     config = DIPConfig(max_iter=20, base=4, levels=3, window=4, patience=100, seed=1)
     seen = []
-    traced = fit(nufft, maps, weights, kspace, config,
+    traced = fit(term, config,
                  callback=lambda i, images: seen.append((i, images.shape)), every=5)
-    plain = fit(nufft, maps, weights, kspace, config)
+    plain = fit(term, config)
     assert seen == [(i, (2, 16, 16)) for i in (5, 10, 15, 20)]
     np.testing.assert_array_equal(traced.images, plain.images)
+
+
+def test_run_to_end_keeps_each_copys_es_wmv_output_frozen_at_its_stop():
+    term, _, _ = _problem()
+    config = DIPConfig(max_iter=200, learning_rate=0.03, base=4, levels=3, window=4,
+                       patience=10, seed=2, lam_dtv=(0.0, 0.0))
+    both = fit(term, config, run_to_end=True)
+    assert both.iterations == 200 and np.any(both.stop_iteration + 10 < 200)
+    early = fit(term, replace(config, lam_dtv=0.0))
+    np.testing.assert_array_equal(early.images, both.images)  # frozen at each copy's stop
+    np.testing.assert_array_equal(early.stop_iteration, both.stop_iteration)
+    with pytest.raises(ValueError, match="copies"):
+        fit(term, DIPConfig(max_iter=2, base=4, levels=3, lam_dtv=(0.1, 0.1, 0.1)),
+            fuse(torch.ones(2, 16, 16), torch.ones(2, 16, 16)))

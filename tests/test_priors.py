@@ -17,6 +17,7 @@ from nacode.denoise.priors import (
     fuse,
     gradient,
     gradient_consistency,
+    noise_sd,
     normalise,
     objective,
 )
@@ -115,7 +116,7 @@ def test_objective_with_zero_weights_is_the_data_term(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a term with weight 0 was evaluated")
 
-    with_gc = data + 0.7 * gradient_consistency(x, prior.strength)
+    with_gc = data + 0.7 * gradient_consistency(x, prior.xi)
     expected = with_gc + 0.2 * bias_penalty(coefficients, basis)
     monkeypatch.setattr(priors, "dtv", forbidden)
     got = objective(data, x, prior, coefficients, basis, lam_dtv=0.0, lam_gc=0.7, lam_bias=0.2)
@@ -182,7 +183,7 @@ def test_fuse_direction_is_bounded_and_detached():
 def test_gradient_consistency_is_scale_and_polarity_invariant():
     gen = torch.Generator().manual_seed(5)
     x = disc() + 0.3 * torch.rand(48, 48, generator=gen, dtype=torch.float64)
-    s = fuse(disc(), disc()).strength
+    s = fuse(disc(), disc()).xi
     value = gradient_consistency(x, s)
     assert gradient_consistency(3 * x, s).item() == pytest.approx(value.item(), rel=1e-4)
     assert torch.equal(gradient_consistency(-x, s), value)
@@ -190,12 +191,35 @@ def test_gradient_consistency_is_scale_and_polarity_invariant():
 
 def test_gradient_consistency_vanishes_for_matching_edges():
     x = disc()
-    s = fuse(x, torch.zeros_like(x), alpha=1.0, sigma=0.0).strength  # s ∝ |∇x|
+    s = fuse(x, torch.zeros_like(x), alpha=1.0, sigma=0.0, eta=1e-3).xi  # ξ ∥ ∇x, |ξ| ≈ 1
     noise = torch.rand(48, 48, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     matched = gradient_consistency(x, s)
-    assert matched < 1e-2
-    assert matched < 1e-3 * gradient_consistency(disc(centre=(3.0, 2.0)), s)
-    assert matched < 1e-3 * gradient_consistency(noise, s)
+    assert matched < 1e-3
+    assert matched < 1e-2 * gradient_consistency(disc(centre=(3.0, 2.0)), s)
+    assert gradient_consistency(noise, s) > 0.8  # noise lies where the prior is flat
+
+
+def test_gradient_consistency_prefers_the_truth_to_its_noisy_version():
+    truth = disc(width=1.5)
+    gen = torch.Generator().manual_seed(8)
+    noisy = truth + 0.05 * torch.randn(48, 48, generator=gen, dtype=torch.float64)
+    proton = disc(width=1.5, centre=(0.5, 0.0)) + 0.02 * torch.randn(
+        48, 48, generator=gen, dtype=torch.float64)  # misregistered, noisy prior
+    xi = fuse(proton, noisy, alpha=0.5).xi
+    assert gradient_consistency(truth, xi) < 0.5 * gradient_consistency(noisy, xi)
+
+
+def test_eta_scales_with_the_noise():
+    gen = torch.Generator().manual_seed(9)
+    clean = disc(width=1.5)
+    sd = [float(noise_sd(clean + s * torch.randn(48, 48, generator=gen, dtype=torch.float64)))
+          for s in (0.02, 0.08)]
+    assert sd[1] == pytest.approx(0.08, rel=0.2) and sd[0] < 0.5 * sd[1]
+    noisy = clean + 0.08 * torch.randn(48, 48, generator=gen, dtype=torch.float64)
+    flat = torch.linalg.vector_norm(gradient(clean), dim=0) < 1e-6
+    fixed = torch.linalg.vector_norm(fuse(noisy, noisy, eta=0.05).xi, dim=0)[flat].median()
+    scaled = torch.linalg.vector_norm(fuse(noisy, noisy).xi, dim=0)[flat].median()
+    assert scaled < 0.6 and fixed > scaled + 0.2  # noise is no longer an edge
 
 
 # --- bias field ----------------------------------------------------------------------------
@@ -235,7 +259,7 @@ def test_gradcheck_float64():
     prior = fuse(torch.rand(6, 7, generator=gen, dtype=torch.float64),
                  torch.rand(6, 7, generator=gen, dtype=torch.float64), eta=0.01)
     assert torch.autograd.gradcheck(lambda v: dtv(v, prior.xi), (x,))
-    assert torch.autograd.gradcheck(lambda v: gradient_consistency(v, prior.strength), (x,))
+    assert torch.autograd.gradcheck(lambda v: gradient_consistency(v, prior.xi), (x,))
     basis = bias_basis((6, 7), dtype=torch.float64, device="cpu")
     c = torch.randn(2, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: bias_field(v, basis), (c,))
@@ -250,7 +274,7 @@ def test_float32_and_device_are_preserved(device):
     basis = bias_basis((12, 13), dtype=torch.float32, device=device)
     c = torch.zeros(2, 5, device=device)
     outputs = [gradient(x), normalise(x), prior.xi, prior.strength, dtv(x, prior.xi),
-               gradient_consistency(x, prior.strength), bias_field(c, basis),
+               gradient_consistency(x, prior.xi), bias_field(c, basis),
                bias_penalty(c, basis),
                objective(torch.zeros(2, device=device), x, prior, c, basis,
                          lam_dtv=1.0, lam_gc=1.0, lam_bias=1.0)]
