@@ -3,6 +3,7 @@
 ``nacode book``         execute the notebooks with a profile and build the HTML book
 ``nacode data verify``  check every entry of ``data_manifest.yaml``
 ``nacode bench``        time the methods and write the medians as JSON
+``nacode tune breast``  tune the breast study's DIP methods on its validation subjects
 
 Errors are one line on stderr naming the file and the fix, with a non-zero exit status.
 """
@@ -76,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="run only this benchmark (repeatable)")
     bench.add_argument("--out", type=Path, default=None,
                        help="JSON file (default _build/results/benchmark/bench_<device>.json)")
+
+    tune = commands.add_parser("tune", help="tune a study's deep image priors on its "
+                               "validation subjects and freeze the choice as JSON")
+    tune.add_argument("study", choices=("breast",), help="which study")
+    tune.add_argument("--profile", choices=PROFILE_NAMES, default="quick",
+                      help="the profile whose cohort and iteration budget are tuned for")
+    tune.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    tune.add_argument("--out", type=Path, default=None,
+                      help="JSON file (default weights/breast_dip_tuning.json)")
 
     data = commands.add_parser("data", help="datasets and artifacts of data_manifest.yaml")
     data_commands = data.add_subparsers(dest="data_command", required=True)
@@ -182,6 +192,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from nacode.book import resolve_device
+    from nacode.studies import breast_tuning
+
+    path = breast_tuning.run(args.profile, device=resolve_device(args.device), out=args.out)
+    print(f"written: {path} (add its sha256 to data_manifest.yaml: sha256sum {path})")
+    return 0
+
+
 def _cmd_data_verify(args: argparse.Namespace) -> int:
     from nacode import manifest
 
@@ -202,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     handlers = {"book": _cmd_book, "train": _cmd_train, "denoise": _cmd_denoise,
-                "bench": _cmd_bench, "data": _cmd_data_verify}
+                "bench": _cmd_bench, "tune": _cmd_tune, "data": _cmd_data_verify}
     try:
         return handlers[args.command](args)
     except (BookError, ManifestError, FileNotFoundError, ValueError) as exc:

@@ -285,3 +285,42 @@ def ranking_plot(gains, order: Mapping[str, list[str]], *, value: str = "psnr_ga
         ax.set_xlabel(xlabel, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def tuning_curves(rows, *, ncols: int = 4, panel_inches: float = 2.6):
+    """One panel per tuned (method, parameter): validation score against the value.
+
+    ``rows`` is a :class:`pandas.DataFrame` (or records) with ``method``, ``parameter``,
+    ``value``, ``score``, ``chosen`` (e.g. the concatenated ``Tuning.rows()``) and optionally
+    ``R``, which adds one curve per R. Log-scaled x; the chosen value is ringed.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    table = table[pd.to_numeric(table["value"], errors="coerce").notna()]
+    table = table.assign(value=table["value"].astype(float))
+    groups = list(table.groupby(["method", "parameter"], sort=False))
+    nrows = -(-len(groups) // ncols)
+    fig, axes = plt.subplots(nrows, min(ncols, len(groups)), squeeze=False,
+                             figsize=(panel_inches * min(ncols, len(groups)),
+                                      0.8 * panel_inches * nrows))
+    for ax, ((method, parameter), group) in zip(axes.flat, groups, strict=False):
+        curves = group.groupby("R") if "R" in group and group["R"].notna().any() else [(None,
+                                                                                       group)]
+        for rate, curve in curves:
+            curve = curve.sort_values("value")
+            ax.plot(curve["value"], curve["score"], marker=".",
+                    label=None if rate is None else f"R = {rate:g}")
+            picked = curve[curve["chosen"].astype(bool)]
+            ax.plot(picked["value"], picked["score"], "o", mfc="none", ms=9, color="k")
+        ax.set_xscale("log")
+        ax.set_title(f"{method}: {parameter}", fontsize=9)
+        ax.tick_params(labelsize=8)
+        if rate is not None:
+            ax.legend(fontsize=7)
+    for ax in axes.flat[len(groups):]:
+        ax.axis("off")
+    fig.supylabel("validation PSNR (dB)", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -2,7 +2,7 @@
 
 Used by ``book/benchmark.md``. The cases, noise levels, units and scores are those of
 :mod:`nacode.studies.benchmark_data`. Every method maps a noisy case to an image in mM:
-gridding, Gaussian smoothing, NLM, BM3D (optional), CS-TV, the calf CNN, the brain DAE
+gridding, Gaussian smoothing, NLM, BM3D (optional), CS-TV, dTV (1H), the calf CNN, the brain DAE
 (slice-wise), DIP and DIP-Fusion. Each method's one parameter is tuned per study and noise
 level on a separate validation case (:func:`tune`); the DIPs stop themselves and DIP-Fusion
 keeps the breast study's weights. :func:`run` does it all; :func:`summary`, :func:`ranking`,
@@ -12,25 +12,38 @@ keeps the breast study's weights. :func:`run` does it all; :func:`summary`, :fun
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from nacode.studies.benchmark_data import STUDIES, Noisy, acquire_noisy, cases, score
 
-METHODS = ("gridding", "Gaussian", "NLM", "BM3D", "CS-TV", "calf CNN", "brain DAE", "DIP",
-           "DIP-Fusion")
+METHODS = ("gridding", "Gaussian", "NLM", "BM3D", "CS-TV", "dTV (1H)", "calf CNN", "brain DAE",
+           "DIP", "DIP-Fusion")
 GAUSSIAN_SIGMAS = (0.5, 0.8, 1.2, 1.8)
 NLM_H = (0.6, 0.9, 1.2, 1.6)  # in units of the estimated noise SD
-CS_LAMBDAS = (0.001, 0.003, 0.01, 0.03)  # relative to an image scaled to its 99th percentile
+CS_LAMBDAS = (0.001, 0.003, 0.01, 0.03)  # relative to an image whose gridding peaks at 1
+DTV_LAMBDAS = (0.003, 0.01, 0.03, 0.1)
 
 
-def _cs(noisy: Noisy, lamda: float, cs_iter: int) -> np.ndarray:
-    from nacode.recon.cs import tv_recon_multicoil
+def _variational(noisy: Noisy, lamda: float, max_iter: int, prior: bool) -> np.ndarray:
+    """CS-TV (``prior`` False) or dTV with the case's 1H image as prior, run to convergence
+    (:func:`nacode.recon.variational.reconstruct`, at most ``max_iter`` iterations)."""
+    import torch
+
+    from nacode.denoise.priors import fuse
+    from nacode.recon.variational import reconstruct
 
     r = noisy.recon
-    image = tv_recon_multicoil(r.kspace / noisy.scale, r.traj, r.weights, r.maps, lamda,
-                               max_iter=cs_iter)
-    return np.abs(image) * noisy.scale * noisy.case.factor
+    xi = None
+    if prior:
+        proton = torch.as_tensor(noisy.case.proton[None])
+        xi = fuse(proton, proton, alpha=1.0).xi
+    result = reconstruct(r.traj.coord.reshape(-1, 2), torch.as_tensor(r.maps[None]),
+                         torch.as_tensor(r.weights.reshape(-1)),
+                         torch.as_tensor(r.kspace.reshape(1, r.kspace.shape[0], -1)), lamda, xi,
+                         max_iter=max_iter)
+    return np.abs(result.images[0]) * noisy.case.factor
 
 
 def _cnn(noisy: Noisy, model) -> np.ndarray:
@@ -66,7 +79,8 @@ def image_methods(models: dict, tuned: dict, cs_iter: int) -> dict:
         "Gaussian": lambda n: classic.gaussian(n.image_mm[None], tuned["Gaussian"])[0],
         "NLM": lambda n: nlm_image(n.image_mm, tuned["NLM"]),
         "BM3D": _bm3d,
-        "CS-TV": lambda n: _cs(n, tuned["CS-TV"], cs_iter),
+        "CS-TV": lambda n: _variational(n, tuned["CS-TV"], cs_iter, prior=False),
+        "dTV (1H)": lambda n: _variational(n, tuned["dTV (1H)"], cs_iter, prior=True),
         "calf CNN": lambda n: _cnn(n, models["calf"][tuned["calf CNN"]]),
         "brain DAE": lambda n: _dae(n, models["brain"]),
     }
@@ -78,6 +92,7 @@ def tune(val: Noisy, models: dict, cs_iter: int) -> tuple[dict, list[dict]]:
     Returns the choice per method and one row per candidate (method, value, PSNR).
     """
     grids = {"Gaussian": GAUSSIAN_SIGMAS, "NLM": NLM_H, "CS-TV": CS_LAMBDAS,
+             "dTV (1H)": DTV_LAMBDAS,
              "calf CNN": tuple(sorted(models["calf"]))}
     chosen, rows = {}, []
     for method, values in grids.items():
@@ -127,25 +142,26 @@ def run_dips(noisy: list[Noisy], config, *, device: str = "cpu") -> tuple[list[d
 
     from nacode.denoise.dip import fit
     from nacode.denoise.priors import fuse
-    from nacode.physics.torch_nufft import TorchNufft
-    from nacode.studies.breast import ALPHA, FUSION_GRID, fusion_config
+    from nacode.physics.toeplitz import SenseNormal
+    from nacode.studies.breast import ALPHA, fusion_config
+    from nacode.studies.breast_tuning import frozen
 
     traj = noisy[0].case.traj
-    nufft = TorchNufft.from_coord(traj.matrix, traj.coord.reshape(-1, 2), device=device)
     as_t = {"device": device}
     kspace = torch.as_tensor(np.stack([n.recon.kspace.reshape(n.recon.kspace.shape[0], -1)
                                        / n.scale for n in noisy]).astype(np.complex64), **as_t)
     maps = torch.as_tensor(np.stack([n.recon.maps for n in noisy]).astype(np.complex64), **as_t)
     weights = torch.as_tensor(traj_weights(noisy), **as_t)
+    term = SenseNormal(traj.coord.reshape(-1, 2), maps, weights, kspace)
     proton = torch.as_tensor(np.stack([n.case.proton for n in noisy]), **as_t)
     sodium = torch.as_tensor(np.stack([n.recon.image / n.scale for n in noisy]), **as_t)
-    lam_dtv, lam_gc = FUSION_GRID[1]
-    configs = {"DIP": (config, None),
-               "DIP-Fusion": (fusion_config(config, lam_dtv, lam_gc),
+    tuned = frozen()
+    configs = {"DIP": (replace(config, learning_rate=tuned["DIP"]["lr"]), None),
+               "DIP-Fusion": (fusion_config(config, tuned["DIP-Fusion"]),
                               fuse(proton, sodium, alpha=ALPHA))}
     rows, outputs = [], {}
     for method, (cfg, prior) in configs.items():
-        result = fit(nufft, maps, weights, kspace, cfg, prior)
+        result = fit(term, cfg, prior)
         scales = np.array([n.scale * n.case.factor for n in noisy])
         outputs[method] = result.images.astype(np.float64) * scales[:, None, None]
         for n, image, stop in zip(noisy, outputs[method], result.stop_iteration, strict=True):
@@ -229,7 +245,7 @@ def run(models: dict, *, levels=(5.0, 10.0), n_test: int = 2, cs_iter: int = 40,
     n_test : int
         Test cases per study (plus one validation case).
     cs_iter : int
-        Primal–dual iterations of CS-TV.
+        Most primal–dual iterations of CS-TV and dTV (each stops at its convergence rule).
     dip_config : DIPConfig, optional
         Settings of both DIPs (default :class:`~nacode.denoise.dip.DIPConfig`).
     breast_matrix : int

@@ -36,6 +36,7 @@ STUDIES = ("calf", "brain", "breast")
 #: Seeds of the validation case and the first test case per study (none used in training).
 SEEDS = {"calf": 200, "brain": 3100, "breast": 1500}
 BRAIN_MATRIX = 64  # 4 mm voxels over 256 mm
+PROTON_SNR = 40.0  # of the cases' 1H images (breast_data.proton_image)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class Case:
     truth_mm : ndarray, shape (N, N), float64
         True TSC block-averaged to the matrix, mM.
     proton : ndarray, shape (N, N), float32
-        The 1H image at the matrix, 99th percentile scaled to 1.
+        The 1H image at the matrix with noise at :data:`PROTON_SNR`, 99th percentile scaled
+        to 1.
     mask : ndarray of bool, shape (N, N)
         Sodium-containing tissue (tubes excluded), ≥ 50 % of the voxel.
     rois : dict of str to ndarray of bool
@@ -111,7 +113,8 @@ def _subject_case(study: str, subject, traj: Trajectory, weights: np.ndarray, se
     truth = downsample(subject.tsc, matrix)
     image = bd.grid_and_maps(clean, traj, weights, "adaptive").image.astype(np.float64)
     factor = float((truth[mask] * image[mask]).sum() / (image[mask] ** 2).sum())
-    proton = downsample(subject.proton, matrix)
+    # the 1H image a dTV prior gets is a separate, noisy acquisition (SNR 40)
+    proton = bd.proton_image(subject, matrix, PROTON_SNR, np.random.default_rng([subject.seed, 1]))
     return Case(study=study, seed=subject.seed, traj=traj, weights=weights, clean=clean,
                 truth_mm=truth, proton=(proton / np.percentile(proton, 99)).astype(np.float32),
                 mask=mask, rois=rois, noiseless=image * factor, factor=factor,

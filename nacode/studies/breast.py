@@ -1,10 +1,18 @@
-"""The breast study: DIP-Fusion against DIP, CS-TV and classical denoisers on virtual breasts.
+"""The breast study: DIP-Fusion against DIP, variational TV/dTV and classical denoisers.
 
-Used by ``book/breast.md``. Every (subject, R, coil combination) of the test subjects is one
-copy of a batched deep image prior (:func:`nacode.denoise.dip.fit`): all copies share the fully
-sampled trajectory's NUFFT, and a copy's dropped spokes get zero weight, so the whole study is
-one fit per method on any device. The regularisation weights of DIP-Fusion, the CS-TV λ and the
-NLM strength are chosen on healthy validation subjects at R = 4 and then frozen.
+Used by ``book/breast.md``. Every (subject, R, coil combination) is one *copy* of a batched
+reconstruction: all copies share the fully sampled trajectory, and a copy's dropped spokes get
+zero density weight, so each method is one batched solve on any device
+(:class:`~nacode.physics.toeplitz.SenseNormal` for the data term of every model-based method).
+
+Methods: gridding; NLM and (optional) BM3D on the gridded image; CS-TV, dTV with the ¹H image
+as prior and dTV with the fused ¹H–²³Na prior (:mod:`nacode.recon.variational`, run to their
+convergence rule); DIP and DIP-Fusion (:mod:`nacode.denoise.dip`). The fused prior of dTV and
+DIP-Fusion takes its sodium half from the CS-TV reconstruction of the same data, so noise is
+not mistaken for edges, and η is scaled to the images' noise (:func:`~nacode.denoise.priors.
+fuse`). Parameters are chosen by the shared protocol (:func:`nacode.evaluate.tuning.tune`) on
+the healthy validation subjects only: the variational λ and the NLM strength here per R
+(:func:`tune_classical`), the DIP methods in :mod:`nacode.studies.breast_tuning`.
 """
 
 from __future__ import annotations
@@ -14,17 +22,17 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from nacode.evaluate.tuning import Tuning, log_grid, tune
 from nacode.studies import breast_data as bd
+from nacode.studies import breast_tables as tables
 
-#: DIP-Fusion variants of the ablation: which term each one removes.
-ABLATIONS = {"no dTV": {"lam_dtv": 0.0}, "no gradient consistency": {"lam_gc": 0.0},
-             "no bias field": {"fit_bias": False}, "1H-only prior": {"alpha": 1.0}}
-CS_LAMBDAS = (0.003, 0.01, 0.03)
-NLM_H = (0.6, 0.9, 1.2, 1.6)
-#: The DIP-Fusion λ grid searched on the validation subjects: (λ1 dTV, λ2 GC).
-FUSION_GRID = ((0.03, 0.01), (0.1, 0.01), (0.3, 0.01))
-LAM_BIAS = 0.01
+#: The fused prior's ¹H weight and the bias-field penalty of DIP-Fusion.
 ALPHA = 0.5
+LAM_BIAS = 0.01
+VARIATIONAL = ("CS-TV", "dTV (1H)", "dTV (fused)")
+#: Initial grids of the shared protocol (two decades each; extended past a winning edge).
+LAMBDA_GRID = log_grid(10**-2.5, 10**-0.5, 2)
+NLM_GRID = log_grid(0.1, 10.0, 2)
 
 
 @dataclass(frozen=True)
@@ -36,65 +44,24 @@ class Job:
     combine: str
 
 
-def ls_scale(truth: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``image`` times the scalar that best fits it to ``truth`` inside ``mask`` (least squares).
-
-    Every method's output has its own arbitrary scale (coil normalisation, network output);
-    the fit removes only that one number before the metrics compare shapes and contrasts.
-    """
-    image = np.asarray(image, dtype=np.float64)
-    denominator = float((image[mask] ** 2).sum())
-    return image * (float((truth[mask] * image[mask]).sum()) / denominator if denominator
-                    else 0.0)
-
-
-def scores(scan: bd.BreastScan, image: np.ndarray) -> dict[str, float]:
-    """PSNR, SSIM, MSE and FSIM against the truth, Laplacian focus, and LPIPS if available."""
-    from nacode.evaluate import metrics
-
-    truth = scan.truth.astype(np.float64)
-    fitted = ls_scale(truth, image, scan.body)
-    peak = float(truth.max())
-    lpips = metrics.lpips_distance(truth / peak, np.clip(fitted / peak, 0, 1))
-    return {"psnr": metrics.psnr(truth, fitted, peak), "ssim": metrics.ssim(truth, fitted, peak),
-            "mse": metrics.mse(truth, fitted), "fsim": metrics.fsim(truth, fitted, peak),
-            "focus": metrics.laplacian_focus(fitted / peak),
-            "lpips": np.nan if lpips is None else lpips}
-
-
-def lesion_rows(scan: bd.BreastScan, image: np.ndarray) -> list[dict]:
-    """Tumour-to-fibroglandular signal ratio of every lesion, measured and true (TSC ratio)."""
-    fgt = float(np.mean(image[scan.rois["fibroglandular"]]))
-    rows = []
-    for lesion in scan.lesions:
-        measured = float(np.mean(image[scan.rois[lesion["name"]]])) / fgt
-        rows.append({"lesion": lesion["name"], "kind": lesion["kind"],
-                     "true_ratio": lesion["tsc_ratio"], "measured_ratio": measured,
-                     "relative_error": (measured - lesion["tsc_ratio"]) / lesion["tsc_ratio"]})
-    return rows
-
-
 def recons(scans, jobs) -> dict[Job, bd.Recon]:
     """Gridding and coil maps of every job."""
     return {job: bd.reconstruct(scans[job.subject], job.rate, job.combine) for job in jobs}
 
 
 def batch_tensors(scans, jobs, recon: dict, device: str = "cpu"):
-    """The batched inputs of :func:`nacode.denoise.dip.fit` on the full trajectory.
+    """The batched inputs of the model-based fits on the full trajectory.
 
     Returns
     -------
-    nufft : TorchNufft
+    coord : ndarray (n_samples, 2)
     maps : Tensor (G, C, N, N) complex64
     weights : Tensor (G, n_samples) float32, zero on the spokes a copy did not acquire
     kspace : Tensor (G, C, n_samples) complex64, zero there too
     """
     import torch
 
-    from nacode.physics.torch_nufft import TorchNufft
-
     full = scans[jobs[0].subject].traj
-    nufft = TorchNufft.from_coord(full.matrix, full.coord.reshape(-1, 2), device=device)
     shape = full.times_ms.shape
     weights = np.zeros((len(jobs), *shape), np.float32)
     kspace = np.zeros((len(jobs), bd.N_COILS, *shape), np.complex64)
@@ -103,63 +70,43 @@ def batch_tensors(scans, jobs, recon: dict, device: str = "cpu"):
         kspace[g, :, ::job.rate] = recon[job].kspace
     maps = np.stack([recon[job].maps for job in jobs]).astype(np.complex64)
     as_t = {"device": device}
-    return (nufft, torch.as_tensor(maps, **as_t),
+    return (full.coord.reshape(-1, 2), torch.as_tensor(maps, **as_t),
             torch.as_tensor(weights.reshape(len(jobs), -1), **as_t),
             torch.as_tensor(kspace.reshape(len(jobs), bd.N_COILS, -1), **as_t))
 
 
-def fused_prior(scans, jobs, recon: dict, alpha: float, device: str = "cpu"):
-    """Structure-tensor fusion of each job's 1H image and its gridded 23Na image."""
+def data_term(scans, jobs, recon: dict, device: str = "cpu"):
+    """The jobs' :class:`~nacode.physics.toeplitz.SenseNormal` (one batched data term)."""
+    from nacode.physics.toeplitz import SenseNormal
+
+    return SenseNormal(*batch_tensors(scans, jobs, recon, device))
+
+
+def prior(scans, jobs, sodium: dict | None, alpha: float, device: str = "cpu"):
+    """The fused prior of every job: its ¹H image and (α < 1) its denoised sodium image.
+
+    ``sodium`` maps each job to the sodium image that enters the structure tensor (the CS-TV
+    reconstruction in this study); with ``alpha = 1`` it is not used and may be None.
+    """
     import torch
 
     from nacode.denoise.priors import fuse
 
     proton = torch.as_tensor(np.stack([scans[j.subject].proton for j in jobs]), device=device)
-    sodium = torch.as_tensor(np.stack([recon[j].image for j in jobs]), device=device)
-    return fuse(proton, sodium, alpha=alpha)
+    if alpha >= 1.0:
+        return fuse(proton, proton, alpha=1.0)
+    na = np.stack([np.abs(sodium[j]) for j in jobs]).astype(np.float32)
+    return fuse(proton, torch.as_tensor(na, device=device), alpha=alpha)
 
 
-def run_dip(scans, jobs, recon: dict, config, *, alpha: float | None = None,
-            device: str = "cpu"):
-    """Fit DIP (``alpha`` None) or DIP-Fusion (prior fused with ``alpha``) for every job."""
-    from nacode.denoise.dip import fit
+def variational(scans, jobs, recon: dict, lams, xi=None, *, max_iter: int = 2000,
+                tol: float = 1e-4, device: str = "cpu"):
+    """TV (``xi`` None) or dTV of every job with its own λ: magnitudes (G, N, N) and result."""
+    from nacode.recon.variational import reconstruct
 
-    nufft, maps, weights, kspace = batch_tensors(scans, jobs, recon, device)
-    prior = None if alpha is None else fused_prior(scans, jobs, recon, alpha, device)
-    return fit(nufft, maps, weights, kspace, config, prior)
-
-
-def fusion_config(base, lam_dtv: float, lam_gc: float, **changes):
-    """``base`` (a :class:`~nacode.denoise.dip.DIPConfig`) with DIP-Fusion's terms switched on."""
-    return replace(base, lam_dtv=lam_dtv, lam_gc=lam_gc, lam_bias=LAM_BIAS, fit_bias=True,
-                   **changes)
-
-
-def tune(scans, val: list[int], base, *, cs_iter: int, device: str = "cpu") -> dict:
-    """Choose CS-TV λ, NLM h and DIP-Fusion (λ1, λ2) on the validation subjects at R = 4.
-
-    Returns a dict with the chosen values and the mean validation PSNR of every candidate.
-    """
-    from nacode.recon.cs import tv_recon_multicoil
-
-    jobs = [Job(s, 4, "adaptive") for s in val]
-    recon = recons(scans, jobs)
-
-    def mean_psnr(images):
-        return float(np.mean([scores(scans[j.subject], im)["psnr"]
-                              for j, im in zip(jobs, images, strict=True)]))
-
-    cs = {lam: mean_psnr([np.abs(tv_recon_multicoil(recon[j].kspace, recon[j].traj,
-                                                    recon[j].weights, recon[j].maps, lam,
-                                                    max_iter=cs_iter)) for j in jobs])
-          for lam in CS_LAMBDAS}
-    nl = {h: mean_psnr([nlm_image(recon[j].image, h) for j in jobs]) for h in NLM_H}
-    fusion = {lams: mean_psnr(run_dip(scans, jobs, recon, fusion_config(base, *lams),
-                                      alpha=ALPHA, device=device).images)
-              for lams in FUSION_GRID}
-    return {"cs_lambda": max(cs, key=cs.get), "nlm_h": max(nl, key=nl.get),
-            "fusion": max(fusion, key=fusion.get), "cs_scores": cs, "nlm_scores": nl,
-            "fusion_scores": fusion}
+    result = reconstruct(*batch_tensors(scans, jobs, recon, device), lams, xi,
+                         max_iter=max_iter, tol=tol)
+    return np.abs(result.images).astype(np.float32), result
 
 
 def nlm_image(image: np.ndarray, h: float) -> np.ndarray:
@@ -183,189 +130,251 @@ def bm3d_image(image: np.ndarray) -> np.ndarray | None:
     return np.asarray(bm3d(image, float(estimate_sigma(image))), dtype=np.float32)
 
 
-def classical(scans, jobs, recon: dict, tuned: dict, *, cs_iter: int):
-    """Gridding, CS-TV, NLM and (optional) BM3D outputs and seconds per slice per job."""
-    from nacode.recon.cs import tv_recon_multicoil
-
-    outputs, seconds = {}, {}
-    for job in jobs:
-        r = recon[job]
-        methods = {"gridding": lambda r=r: r.image,
-                   "CS-TV": lambda r=r: np.abs(tv_recon_multicoil(
-                       r.kspace, r.traj, r.weights, r.maps, tuned["cs_lambda"],
-                       max_iter=cs_iter)),
-                   "NLM": lambda r=r: nlm_image(r.image, tuned["nlm_h"]),
-                   "BM3D": lambda r=r: bm3d_image(r.image)}
-        for method, apply in methods.items():
-            start = time.perf_counter()
-            out = apply()
-            if out is not None:
-                outputs[(job, method)] = out
-                seconds.setdefault(method, []).append(time.perf_counter() - start)
-    return outputs, {m: float(np.median(s)) for m, s in seconds.items()}
+def _grid_scores(scans, jobs, recon, values, xi=None, keep=None, **solver) -> list[float]:
+    """Mean validation PSNR of each λ in ``values``: one batched solve of every job × λ."""
+    batch = [j for _ in values for j in jobs]
+    fields = None if xi is None else xi.repeat(len(values), 1, 1, 1)
+    images, _ = variational(scans, batch, recon, [v for v in values for _ in jobs], fields,
+                            **solver)
+    out = []
+    for k, value in enumerate(values):
+        part = images[k * len(jobs):(k + 1) * len(jobs)]
+        if keep is not None:
+            keep[value] = part
+        out.append(float(np.mean([tables.psnr(scans[j.subject], im)
+                                  for j, im in zip(jobs, part, strict=True)])))
+    return out
 
 
-def evaluate(scans, test: list[int], base, tuned: dict, *, rates=bd.RATES,
-             combines=bd.COMBINES, dip_combines=bd.COMBINES,
-             ablation_subjects: list[int] | None = None, cs_iter: int = 60,
-             device: str = "cpu", progress: bool = True):
-    """Every method on every test job, the ablation at R = 4, and the lesion contrasts.
+def _nlm_scores(scans, jobs, recon, values) -> list[float]:
+    return [float(np.mean([tables.psnr(scans[j.subject], nlm_image(recon[j].image, h))
+                           for j in jobs])) for h in values]
 
-    ``dip_combines`` limits the two DIP methods to some coil combinations and
-    ``ablation_subjects`` the ablation to some test subjects (all by default) — the quick
-    profile's economies on CPU.
+
+def tune_classical(scans, val: list[int], *, rates=bd.RATES, max_iter: int = 2000,
+                   tol: float = 1e-4, device: str = "cpu") -> dict[tuple[str, int], Tuning]:
+    """The shared protocol for CS-TV, dTV (1H), dTV (fused) and NLM, per R.
+
+    Candidates are scored by the mean PSNR of the validation subjects (adaptive combination);
+    each variational candidate is run to its convergence rule, all of one grid in one batch.
+    dTV (fused) takes the sodium half of its prior from CS-TV at the λ just chosen.
+    """
+    from functools import partial
+
+    solver = {"max_iter": max_iter, "tol": tol, "device": device}
+    chosen: dict[tuple[str, int], Tuning] = {}
+    for rate in rates:
+        jobs = [Job(s, rate, "adaptive") for s in val]
+        recon = recons(scans, jobs)
+        grid = partial(_grid_scores, scans, jobs, recon, **solver)
+        cs_images: dict[float, np.ndarray] = {}
+        cs = tune("CS-TV", "λ", partial(grid, keep=cs_images), LAMBDA_GRID)
+        best_cs = dict(zip(jobs, cs_images[cs.best], strict=True))
+        chosen[("CS-TV", rate)] = cs
+        for method, xi in (("dTV (1H)", prior(scans, jobs, None, 1.0, device).xi),
+                           ("dTV (fused)", prior(scans, jobs, best_cs, ALPHA, device).xi)):
+            chosen[(method, rate)] = tune(method, "λ", partial(grid, xi=xi), LAMBDA_GRID)
+        chosen[("NLM", rate)] = tune("NLM", "h", partial(_nlm_scores, scans, jobs, recon),
+                                     NLM_GRID)
+    return chosen
+
+
+def fusion_config(base, dip: dict, **changes):
+    """``base`` with DIP-Fusion's tuned settings (``dip`` from the tuning) and any changes."""
+    settings = {"learning_rate": dip["lr"], "lam_dtv": dip["lam_dtv"], "lam_gc": dip["lam_gc"],
+                "lam_bias": LAM_BIAS, "fit_bias": True}
+    return replace(base, **{**settings, **changes})
+
+
+def run_dip(scans, jobs, recon, config, prior_fields, *, every: int = 10,
+            device: str = "cpu"):
+    """One batched DIP fit traced against the truth (for the oracle peak only).
+
+    Returns the :class:`~nacode.denoise.dip.DIPResult`, the snapshots ``{iteration: (G, N,
+    N)}`` every ``every`` iterations, and the PSNR trace ``(n_snapshots, G)``.
+    """
+    from nacode.denoise.dip import fit
+
+    snapshots, trace = {}, []
+
+    def record(iteration, images):
+        snapshots[iteration] = images
+        trace.append([tables.psnr(scans[j.subject], im) for j, im in zip(jobs, images,
+                                                                            strict=True)])
+
+    result = fit(data_term(scans, jobs, recon, device), config, prior_fields, callback=record,
+                 every=every, run_to_end=True)
+    return result, snapshots, np.array(trace)
+
+
+def rule_output(rule: dict, result, snapshots) -> tuple[np.ndarray, np.ndarray]:
+    """Each copy's output and iteration under a frozen stopping rule.
+
+    ``rule`` is ``{"rule": "fixed", "iteration": T}`` (the snapshot at T) or
+    ``{"rule": "ES-WMV"}`` (the fit's kept output).
+    """
+    if rule["rule"] == "fixed":
+        images = snapshots[rule["iteration"]]
+        return images, np.full(images.shape[0], rule["iteration"])
+    return result.images, result.stop_iteration
+
+
+def evaluate(scans, test: list[int], base, classical: dict, dip: dict, *, rates=bd.RATES,
+             combines=bd.COMBINES, model_combines=bd.COMBINES, dip_combines=("adaptive",),
+             patient_rates=(4,),
+             ablation_subjects: list[int] | None = None, max_iter: int = 2000,
+             tol: float = 1e-4, every: int = 10, device: str = "cpu", progress: bool = True):
+    """Every method on the test jobs with the frozen parameters, and the ablation at R = 4.
+
+    ``classical`` is :func:`tune_classical`'s result, ``dip`` the frozen DIP settings of
+    :func:`nacode.studies.breast_tuning.tune_dip` (``dip["DIP"]``, ``dip["DIP-Fusion"]``:
+    learning rate, λs, stopping rule). Healthy test subjects are reconstructed at every R,
+    patients at ``patient_rates``; the model-based methods after ``model_combines`` only (the
+    variational ones) and ``dip_combines`` (the DIPs, a subset of it); the ablation
+    (R = 4, adaptive) on ``ablation_subjects`` (default: all test subjects).
 
     Returns
     -------
-    metrics : pandas.DataFrame
-        ``subject, cohort, R, combine, method`` and one column per metric.
-    ablation : pandas.DataFrame
-        The same for DIP-Fusion and its variants (R = 4, adaptive combination).
-    lesions : pandas.DataFrame
-        ``subject, lesion, kind, R, combine, method, true_ratio, measured_ratio,
-        relative_error`` for every patient's lesions (``method`` also ``noiseless truth``).
-    timing : dict
-        Seconds per slice of each method (DIP methods: batched fit time / copies).
     outputs : dict
-        ``(Job, method) → image`` for figures.
+        ``(Job, method) → image`` (magnitude, arbitrary scale).
+    extra : dict
+        ``(Job, method) → {"stop_iteration", "oracle_psnr", "oracle_iteration"}`` of the DIP
+        fits; ``"seconds"`` → seconds per slice per method; ``"variational"`` → iterations and
+        convergence of the variational solves; ``"priors"`` → the fused and ¹H priors.
     """
-    import pandas as pd
+    import torch
     from tqdm.auto import tqdm
 
-    jobs = [Job(s, r, c) for s in test for r in rates for c in combines]
+    def rates_of(subject):
+        return rates if scans[subject].cohort == "healthy" else patient_rates
+
+    jobs = [Job(s, r, c) for s in test for r in rates_of(s) for c in combines]
     recon = recons(scans, jobs)
-    outputs, timing = classical(scans, jobs, recon, tuned, cs_iter=cs_iter)
-    lam_dtv, lam_gc = tuned["fusion"]
-    fits = {"DIP": (base, None), "DIP-Fusion": (fusion_config(base, lam_dtv, lam_gc), ALPHA)}
+    outputs, extra, seconds = {}, {}, {}
+
+    def timed(name, count, start):
+        seconds[name] = (time.perf_counter() - start) / count
+
+    start = time.perf_counter()
+    for job in jobs:
+        outputs[(job, "gridding")] = recon[job].image
+    for method, apply in (("NLM", lambda j: nlm_image(recon[j].image,
+                                                      classical[("NLM", j.rate)].best)),
+                          ("BM3D", lambda j: bm3d_image(recon[j].image))):
+        start = time.perf_counter()
+        images = {j: apply(j) for j in jobs}
+        if all(im is not None for im in images.values()):
+            outputs.update({(j, method): im for j, im in images.items()})
+            timed(method, len(jobs), start)
+    model = [j for j in jobs if j.combine in model_combines]
+    lams = {m: [classical[(m, j.rate)].best for j in model] for m in VARIATIONAL}
+    start = time.perf_counter()
+    cs, cs_result = variational(scans, model, recon, lams["CS-TV"], max_iter=max_iter,
+                                tol=tol, device=device)
+    timed("CS-TV", len(model), start)
+    cs_of = dict(zip(model, cs, strict=True))
+    priors = {"dTV (1H)": prior(scans, model, None, 1.0, device),
+              "dTV (fused)": prior(scans, model, cs_of, ALPHA, device)}
+    solves = {"CS-TV": cs_result}
+    for method, fields in priors.items():
+        start = time.perf_counter()
+        images, solves[method] = variational(scans, model, recon, lams[method], fields.xi,
+                                             max_iter=max_iter, tol=tol, device=device)
+        timed(method, len(model), start)
+        outputs.update({(j, method): im for j, im in zip(model, images, strict=True)})
+    outputs.update({(j, "CS-TV"): im for j, im in cs_of.items()})
+
+    dip_jobs = [j for j in model if j.combine in dip_combines]
     ablation_jobs = [Job(s, 4, "adaptive") for s in (ablation_subjects or test)]
-    dip_jobs = [job for job in jobs if job.combine in dip_combines]
-    for name, changes in ABLATIONS.items():
-        alpha = changes.get("alpha", ALPHA)
-        config = replace(fusion_config(base, lam_dtv, lam_gc),
-                         **{k: v for k, v in changes.items() if k != "alpha"})
-        fits[name] = (config, alpha)
-    stops = {}
-    for name, (config, alpha) in tqdm(fits.items(), desc="DIP fits", disable=not progress):
-        subset = dip_jobs if name in ("DIP", "DIP-Fusion") else ablation_jobs
-        result = run_dip(scans, subset, recon, config, alpha=alpha, device=device)
-        timing[name] = result.seconds / len(subset)
-        for g, job in enumerate(subset):
-            outputs[(job, name)] = result.images[g]
-            stops[(job, name)] = int(result.stop_iteration[g])
+    fused = dip["DIP-Fusion"]
+    # DIP-Fusion and its ablation variants are one batched fit: λs, the bias switch and the
+    # prior (α) differ per copy; the learning rate is the tuned one for all of them
+    members = [("DIP-Fusion", j, {}, ALPHA) for j in dip_jobs]
+    for name, changes in tables.ablations(fused).items():
+        alpha = changes.pop("alpha", ALPHA)
+        members += [(name, j, changes, alpha) for j in ablation_jobs]
+    per_copy = [fusion_config(base, fused, **changes) for _, _, changes, _ in members]
+    merged = replace(per_copy[0], **{k: tuple(getattr(c, k) for c in per_copy)
+                                     for k in ("lam_dtv", "lam_gc", "lam_bias", "fit_bias")})
+    fusion_jobs = [j for _, j, _, _ in members]
+    by_alpha = {a: prior(scans, fusion_jobs, cs_of, a, device)
+                for a in {a for *_, a in members}}
+    fields = by_alpha[ALPHA]
+    fields = type(fields)(xi=torch.stack([by_alpha[a].xi[g] for g, (*_, a) in
+                                          enumerate(members)]),
+                          strength=torch.stack([by_alpha[a].strength[g] for g, (*_, a) in
+                                                enumerate(members)]))
+    fits = {"DIP": ([("DIP", j) for j in dip_jobs], replace(base, learning_rate=dip["DIP"]["lr"]),
+                    None, dip["DIP"]),
+            "DIP-Fusion": ([(name, j) for name, j, _, _ in members], merged, fields, fused)}
+    for labelled, config, fields, frozen in tqdm(fits.values(), desc="DIP fits",
+                                                 disable=not progress):
+        subset = [j for _, j in labelled]
+        start = time.perf_counter()
+        result, snapshots, trace = run_dip(scans, subset, recon, config, fields, every=every,
+                                           device=device)
+        images, stops = rule_output(frozen, result, snapshots)
+        iterations = sorted(snapshots)
+        for g, (method, job) in enumerate(labelled):
+            outputs[(job, method)] = images[g]
+            best = int(np.argmax(trace[:, g]))
+            extra[(job, method)] = {"stop_iteration": int(stops[g]),
+                                    "oracle_psnr": float(trace[best, g]),
+                                    "oracle_iteration": iterations[best]}
+        for method in {m for m, _ in labelled}:
+            timed(method, len(subset), start)
+    extra["seconds"] = seconds
+    extra["variational"] = {m: {"iterations": r.iterations, "converged": r.converged}
+                            for m, r in solves.items()}
+    extra["priors"] = {**priors, "jobs": model}
+    return outputs, extra
 
-    rows, lesion_rows_ = [], []
-    for (job, method), image in outputs.items():
-        scan = scans[job.subject]
-        key = {"subject": job.subject, "cohort": scan.cohort, "R": job.rate,
-               "combine": job.combine, "method": method}
-        rows.append({**key, **scores(scan, image), "stop_iteration": stops.get((job, method))})
-        lesion_rows_ += [{**key, **row} for row in lesion_rows(scan, image)]
-    for s in test:  # the floor: the noiseless truth image itself at this matrix
-        key = {"subject": s, "R": 0, "combine": "none", "method": "noiseless truth"}
-        lesion_rows_ += [{**key, **row} for row in lesion_rows(scans[s], scans[s].truth)]
-    table = pd.DataFrame(rows)
-    is_ablation = table.method.isin(["DIP-Fusion", *ABLATIONS])
-    ablation = table[is_ablation & (table["R"] == 4) & (table["combine"] == "adaptive")]
-    metrics = table[~table.method.isin(list(ABLATIONS))]
-    return (metrics.reset_index(drop=True), ablation.reset_index(drop=True),
-            pd.DataFrame(lesion_rows_), timing, outputs)
+
+def flat_mask(scan) -> np.ndarray:
+    """Acquisition pixels inside one tissue (≥ 99 % one label, neighbours too): no true edge."""
+    from scipy import ndimage
+
+    from nacode.physics.acquire import downsample
+
+    labels = scan.subject.labels
+    purity = np.max([downsample((labels == v).astype(float), scan.truth.shape)
+                     for v in np.unique(labels)], axis=0)
+    return ndimage.binary_erosion((purity >= 0.99) & scan.body)
 
 
-def wilcoxon_table(metrics, *, reference: str = "DIP-Fusion", metric: str = "psnr",
-                   cohort: str = "healthy"):
-    """Paired Wilcoxon signed-rank tests of ``reference`` against every other method.
+def prior_checks(scans, subjects: list[int], *, rate: int = 4, device: str = "cpu"):
+    """Do the priors see noise as edges, and does gradient consistency prefer the truth?
 
-    One test per (R, combination, method) over the subjects of ``cohort``, Bonferroni-corrected
-    over all tests in the table (pingouin).
+    For each subject at R = ``rate`` (adaptive): the median ``|ξ|`` in flat regions
+    (:func:`flat_mask`) of the ¹H-only prior, of the fused prior as built here (CS-TV sodium,
+    η scaled to the noise) and of the fused prior as the study first built it (gridded sodium,
+    η = 0.05); and the gradient-consistency term of the truth and of the gridded image under
+    the fused prior (lower is preferred).
     """
     import pandas as pd
-    import pingouin as pg
+    import torch
 
-    data = metrics[metrics.cohort == cohort]
-    rows = []
-    for (rate, combine), group in data.groupby(["R", "combine"]):
-        wide = group.pivot(index="subject", columns="method", values=metric)
-        if reference not in wide.columns:
-            continue
-        for method in wide.columns.drop(reference):
-            test = pg.wilcoxon(wide[reference], wide[method])
-            rows.append({"R": rate, "combine": combine, "versus": method,
-                         "median_difference": float((wide[reference] - wide[method]).median()),
-                         "p": float(test["p_val"].iloc[0])})
-    table = pd.DataFrame(rows)
-    if len(table):
-        table["p_bonferroni"] = pg.multicomp(table["p"].to_numpy(), method="bonf")[1]
-    return table
-
-
-def target_table(metrics, *, cohort: str = "healthy"):
-    """Per (R, combination): median PSNR and SSIM of DIP-Fusion, DIP and CS-TV, and whether
-    DIP-Fusion is above both on both (the issue's target)."""
-    import pandas as pd
-
-    data = metrics[(metrics.cohort == cohort)
-                   & metrics.method.isin(["DIP-Fusion", "DIP", "CS-TV"])]
-    medians = data.groupby(["R", "combine", "method"])[["psnr", "ssim"]].median()
-    rows = []
-    for (rate, combine), group in medians.groupby(level=["R", "combine"]):
-        m = group.droplevel(["R", "combine"])
-        if not {"DIP-Fusion", "DIP", "CS-TV"} <= set(m.index):
-            continue  # the DIP methods were not run after this combination
-        beats = all(m.loc["DIP-Fusion", k] > m.loc[o, k] for k in ("psnr", "ssim")
-                    for o in ("DIP", "CS-TV"))
-        rows.append({"R": rate, "combine": combine,
-                     **{f"{k}_{o}": m.loc[o, k] for o in ("DIP-Fusion", "DIP", "CS-TV")
-                        for k in ("psnr", "ssim")}, "beats_both": beats})
-    return pd.DataFrame(rows)
-
-
-def convergence(scans, subjects: list[int], base, tuned: dict, *, rate: int = 4,
-                iterations: int = 600, every: int = 25, cs_iter: int = 60,
-                device: str = "cpu"):
-    """PSNR against the truth along the DIP and DIP-Fusion iterations (no early stop).
-
-    Runs both fits for ``iterations`` on ``subjects`` at R = ``rate`` (adaptive combination)
-    and records the PSNR of every copy every ``every`` iterations, with CS-TV's PSNR on the
-    same data as a reference line. The truth is only read by the recording, never by the fit.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``subject, method, iteration, psnr`` (``iteration`` 0 for CS-TV).
-    """
-    import pandas as pd
-
-    from nacode.denoise.dip import fit
-    from nacode.recon.cs import tv_recon_multicoil
+    from nacode.denoise.priors import fuse, gradient_consistency
 
     jobs = [Job(s, rate, "adaptive") for s in subjects]
     recon = recons(scans, jobs)
+    cs, _ = variational(scans, jobs, recon, 0.01, device=device)
+    built = {"1H only": prior(scans, jobs, None, 1.0, device),
+             "fused (CS-TV sodium, η from the noise)": prior(
+                 scans, jobs, dict(zip(jobs, cs, strict=True)), ALPHA, device)}
+    proton = torch.as_tensor(np.stack([scans[j.subject].proton for j in jobs]))
+    grid = torch.as_tensor(np.stack([recon[j].image for j in jobs]))
+    built["fused (gridded sodium, η = 0.05)"] = fuse(proton, grid, alpha=ALPHA, eta=0.05)
     rows = []
-    for job in jobs:
-        r = recon[job]
-        cs = np.abs(tv_recon_multicoil(r.kspace, r.traj, r.weights, r.maps, tuned["cs_lambda"],
-                                       max_iter=cs_iter))
-        rows.append({"subject": job.subject, "method": "CS-TV", "iteration": 0,
-                     "psnr": scores(scans[job.subject], cs)["psnr"]})
-    lam_dtv, lam_gc = tuned["fusion"]
-    long = replace(base, max_iter=iterations, patience=10**9)
-    nufft, maps, weights, kspace = batch_tensors(scans, jobs, recon, device)
-    for name, config, alpha in (("DIP", long, None),
-                                ("DIP-Fusion", fusion_config(long, lam_dtv, lam_gc), ALPHA)):
-        prior = None if alpha is None else fused_prior(scans, jobs, recon, alpha, device)
-
-        def record(iteration, images, name=name):
-            for job, image in zip(jobs, images, strict=True):
-                rows.append({"subject": job.subject, "method": name, "iteration": iteration,
-                             "psnr": metrics_psnr(scans[job.subject], image)})
-
-        fit(nufft, maps, weights, kspace, config, prior, callback=record, every=every)
-    return pd.DataFrame(rows)
-
-
-def metrics_psnr(scan: bd.BreastScan, image: np.ndarray) -> float:
-    """PSNR against the truth after the least-squares scale (the first of :func:`scores`)."""
-    from nacode.evaluate.metrics import psnr
-
-    truth = scan.truth.astype(np.float64)
-    return psnr(truth, ls_scale(truth, image, scan.body), float(truth.max()))
+    for g, job in enumerate(jobs):
+        scan, flat = scans[job.subject], flat_mask(scans[job.subject])
+        row = {"subject": job.subject, "R": rate}
+        for name, fields in built.items():
+            size = torch.linalg.vector_norm(fields.xi[g], dim=0).cpu().numpy()
+            row[f"|xi| flat, {name}"] = float(np.median(size[flat]))
+        xi = built["fused (CS-TV sodium, η from the noise)"].xi[g].cpu()
+        for name, image in (("truth", scan.truth), ("gridding", recon[job].image)):
+            x = torch.as_tensor(tables.ls_scale(scan.truth, image, scan.body))
+            row[f"GC {name}"] = float(gradient_consistency(x, xi))
+        rows.append(row)
+    return pd.DataFrame(rows), built, jobs

@@ -3,12 +3,18 @@
 Healthy volunteers and patients (:func:`nacode.anatomy.breast.breast_subject`; each patient's
 last tumour is sodium-only, invisible in 1H) are scanned with an 8-channel receive array whose
 birdcage sensitivities carry a smooth random bias field, along centre-out radial spokes with
-bi-exponential T2* decay during each readout, and correlated complex coil noise. The fully
-sampled acquisition has :func:`n_spokes_full` spokes (a multiple of 24, so that keeping every
-R-th spoke for R = 2, 4, 6, 8 leaves uniformly spaced angles). Each undersampled dataset is
-gridded (Pipe–Menon density compensation), and coil-combined by root-sum-of-squares or the
-adaptive (Walsh) method; coil maps for the model-based methods are the low-resolution coil
-images divided by the magnitude of the low-resolution combined image of the same method.
+bi-exponential T2* decay during each readout, and correlated complex coil noise. A noise
+pre-scan (:data:`N_PRESCAN` samples per channel, RF off) gives the estimated noise covariance,
+and every method works on the k-space whitened by it (:func:`nacode.physics.noise.whiten`).
+The fully sampled acquisition has :func:`n_spokes_full` spokes (a multiple of 24, so that
+keeping every R-th spoke for R = 2, 4, 6, 8 leaves uniformly spaced angles). Each undersampled
+dataset is gridded (Pipe–Menon density compensation), and coil-combined by root-sum-of-squares
+or the adaptive (Walsh) method; coil maps for the model-based methods are the low-resolution
+coil images divided by the magnitude of the low-resolution combined image of the same method.
+
+The 1H image the priors use is a separate acquisition: the subject's (misregistered,
+textured) fine-grid 1H image block-averaged to the matrix, with complex Gaussian noise at a
+random SNR in :data:`PROTON_SNR` (fibroglandular 1H signal over the noise SD), as a magnitude.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ BIAS_SD = 0.15  # SD of the random log-bias coefficients (order-2 polynomial)
 BREAST_SEQUENCE = Sequence(tr_ms=60.0, flip_deg=90.0, excitations_per_shot=1)
 TE_MS, READOUT_MS = 0.3, 6.0
 LOW_RES = 0.25  # coil-map estimation keeps |k| ≤ this fraction of k_max (Hann window)
+N_PRESCAN = 1000  # noise pre-scan samples per channel
+PROTON_SNR = (30.0, 50.0)  # range of the 1H image's SNR (fibroglandular signal / noise SD)
 
 
 def n_spokes_full(matrix: int) -> int:
@@ -68,8 +76,8 @@ class BreastScan:
     cohort : str
         ``"healthy"`` or ``"patient"``.
     kspace : ndarray, shape (n_coils, n_spokes, n_samples), complex128
-        Fully sampled noisy k-space, scaled so the fully sampled sum-of-squares image has its
-        99th percentile at 1 (network units).
+        Fully sampled noisy k-space, whitened by the pre-scan's noise covariance, scaled so
+        the fully sampled sum-of-squares image has its 99th percentile at 1 (network units).
     traj : Trajectory
         The fully sampled trajectory.
     truth : ndarray, shape (N, N), float32
@@ -77,7 +85,7 @@ class BreastScan:
         matrix and scaled to its 99th percentile (no coil profile, no bias); compare images
         with it after a least-squares intensity fit.
     proton : ndarray, shape (N, N), float32
-        The 1H image block-averaged to the matrix, scaled to its 99th percentile.
+        The noisy 1H image at the matrix (magnitude), scaled to its 99th percentile.
     body : ndarray of bool, shape (N, N)
         Pixels at least half inside the body.
     rois : dict of str to ndarray of bool
@@ -86,6 +94,13 @@ class BreastScan:
         The subject's lesion descriptions (``name``, ``kind``, ``tsc_ratio`` …).
     sigma : float
         k-space noise SD per coil (Re/Im), in the scaled units.
+    reference : dict of str to ndarray (N, N), float32
+        The noiseless, fully sampled reconstruction per coil combination (gridding of the
+        whitened noiseless k-space, combined, magnitude, same scale as ``kspace``): the
+        reference a real study would have, with the coil shading and the point-spread
+        function of the acquisition in it.
+    proton_snr : float
+        The SNR the 1H image was acquired at.
     """
 
     subject: Subject
@@ -98,6 +113,8 @@ class BreastScan:
     rois: dict
     lesions: list
     sigma: float
+    reference: dict
+    proton_snr: float
 
 
 def receive_maps(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -111,9 +128,28 @@ def receive_maps(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray
     return coils.coil_maps(shape, N_COILS) * coils.bias_field(shape, coefficients)
 
 
+def proton_image(subject: Subject, matrix: tuple[int, int], snr: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """The 1H image at ``matrix``: block average, complex noise at ``snr``, magnitude.
+
+    ``snr`` is the mean fibroglandular 1H signal (the mean 1H signal of the subject where it
+    has no fibroglandular tissue) over the noise SD (of each of Re and Im).
+    """
+    from nacode.physics.acquire import downsample
+    from nacode.physics.noise import complex_noise
+
+    clean = downsample(subject.proton, matrix)
+    names = {t.name for t in subject.tissues.values()}
+    fgt = (downsample(subject.mask("fibroglandular").astype(float), matrix) >= 0.9
+           if "fibroglandular" in names else np.zeros(clean.shape, bool))
+    level = float(clean[fgt].mean()) if fgt.any() else float(clean[clean > 0].mean())
+    return np.abs(clean + complex_noise(clean.shape, level / snr, rng))
+
+
 def scan_subject(subject: Subject, cohort: str, matrix: int, rng: np.random.Generator, *,
                  snr: float = SNR) -> BreastScan:
-    """Acquire one subject: coil maps × bias, radial k-space with T2* decay, coil noise."""
+    """Acquire one subject: coil maps × bias, radial k-space with T2* decay, coil noise, a
+    noise pre-scan (whitening), the noiseless reference and a noisy 1H image."""
     from nacode.physics import coils, noise
     from nacode.physics.acquire import acquire, downsample, signal_image
     from nacode.physics.nufft import density_compensation, gridding
@@ -132,18 +168,25 @@ def scan_subject(subject: Subject, cohort: str, matrix: int, rng: np.random.Gene
     sigma = fgt_signal / snr / unit
     covariance = noise.correlated_covariance(N_COILS, seed=int(rng.integers(2**31)))
     covariance = covariance / np.real(np.diag(covariance)).mean() * sigma**2
-    kspace = clean + noise.coil_noise(clean.shape[1:], covariance, rng)
+    measured = clean + noise.coil_noise(clean.shape[1:], covariance, rng)
+    prescan = noise.coil_noise((N_PRESCAN,), covariance, rng)
+    whitening = noise.whitening_matrix(noise.noise_covariance(prescan))
+    kspace, clean = noise.whiten(measured, whitening), noise.whiten(clean, whitening)
     scale = float(np.percentile(coils.sum_of_squares(gridding(kspace, traj, weights)), 99))
     for lesion in subject.extra.get("lesions", []):
         rois[lesion["name"]] = downsample(subject.mask(lesion["name"]).astype(float),
                                           traj.matrix) >= 0.5
-    proton = downsample(subject.proton, traj.matrix)
+    reference = {c: (np.abs(_combine(gridding(clean, traj, weights), c)) / scale
+                     ).astype(np.float32) for c in COMBINES}
+    proton_snr = float(rng.uniform(*PROTON_SNR))
+    proton = proton_image(subject, traj.matrix, proton_snr, rng)
     return BreastScan(
         subject=subject, cohort=cohort, kspace=kspace / scale, traj=traj,
         truth=(truth / np.percentile(truth, 99)).astype(np.float32),
         proton=(proton / np.percentile(proton, 99)).astype(np.float32),
         body=downsample((subject.labels > 0).astype(float), traj.matrix) >= 0.5,
-        rois=rois, lesions=list(subject.extra.get("lesions", [])), sigma=sigma / scale)
+        rois=rois, lesions=list(subject.extra.get("lesions", [])), sigma=sigma / scale,
+        reference=reference, proton_snr=proton_snr)
 
 
 def cohort(n_healthy: int, n_patients: int, matrix: int, *, seed: int = 0,
