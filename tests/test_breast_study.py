@@ -177,3 +177,21 @@ def test_tuning_artifact_is_checked(tmp_path, monkeypatch):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="readable"):
         breast_tuning.load(settings, path)
+
+
+def test_dip_tuning_follows_the_protocol_on_a_tiny_run(scans):
+    base = DIPConfig(max_iter=12, base=4, levels=3, window=4, patience=4)
+    result = breast_tuning.tune_dip(scans, [0, 1], base, budget=12, every=4, long_factor=2,
+                                    progress=False)
+    fused = result["DIP-Fusion"]
+    assert result["DIP"]["lr"] in breast_tuning.LR_GRID or result["on_edge"]
+    assert fused["lam_dtv"] > 0 and fused["rule"] in ("fixed", "ES-WMV")
+    assert fused["lam_gc"] in (0.0, fused["lam_gc_best"])
+    tunings = pd.DataFrame(result["tunings"])
+    for method, parameter in (("DIP", "learning rate"), ("DIP-Fusion", "λ1 (dTV)")):
+        values = tunings[(tunings.method == method) & (tunings.parameter == parameter)].value
+        assert np.log10(values.astype(float).max() / values.astype(float).min()) >= 2 - 1e-9
+    assert tunings.groupby(["method", "parameter"]).chosen.sum().eq(1).all()
+    traces = pd.DataFrame(result["traces"])
+    longer = traces[traces.parameter == "beyond the budget"]
+    assert set(longer.method) == {"DIP", "DIP-Fusion"} and longer.iteration.max() == 24

@@ -6,7 +6,8 @@ healthy validation subjects only, against their truth:
 1. **DIP**: the learning rate over :data:`LR_GRID`;
 2. **DIP-Fusion**: λ1 (dTV) over :data:`LAM1_GRID` at DIP's learning rate with λ2 = 0, then
    the learning rate at that λ1, then λ2 (gradient consistency) over :data:`LAM2_GRID`, kept
-   only if its best value beats λ2 = 0 (else the term is dropped and the ablation shows it);
+   only if its best value beats λ2 = 0 (else the term is dropped and the ablation shows it),
+   and, when kept, the learning rate once more with the term on;
 3. for each method, the **stopping rule**: a fixed iteration count (the one that maximises the
    mean validation PSNR) or ES-WMV — whichever scores higher on validation.
 
@@ -32,6 +33,8 @@ from nacode.evaluate.tuning import Tuning, choose, log_grid, tune
 LR_GRID = log_grid(1e-3, 1e-1, 2)
 LAM1_GRID = log_grid(1e-2, 1.0, 2)
 LAM2_GRID = log_grid(1e-2, 1.0, 2)
+#: The evidence run past the budget, in budgets (the full profile's budget is already long).
+LONG_FACTOR = {"quick": 5, "full": 1}
 ARTIFACT = Path(__file__).resolve().parents[2] / "weights" / "breast_dip_tuning.json"
 
 
@@ -103,8 +106,12 @@ class _Runner:
 
 
 def tune_dip(scans, val: list[int], base, *, budget: int, every: int = 10,
-             device: str = "cpu", progress: bool = True) -> dict:
+             long_factor: int = 1, device: str = "cpu", progress: bool = True) -> dict:
     """Run the protocol of the module docstring; return the frozen settings and records.
+
+    With ``long_factor > 1`` each method's frozen settings are also run for ``long_factor ×
+    budget`` iterations on the same subjects (traces with parameter ``"beyond the budget"``):
+    not part of any choice, only the record of what the budget cuts off.
 
     Returns
     -------
@@ -121,9 +128,9 @@ def tune_dip(scans, val: list[int], base, *, budget: int, every: int = 10,
     records: list[Tuning] = []
     fusion = replace(base, lam_bias=LAM_BIAS, fit_bias=True)
 
-    def each_lr(method, config):
+    def each_lr(method, config, parameter="learning rate"):
         def evaluate(values):
-            return [runner.run(method, "learning rate", replace(config, learning_rate=v),
+            return [runner.run(method, parameter, replace(config, learning_rate=v),
                                [v], None)[0] for v in values]
         return evaluate
 
@@ -139,14 +146,28 @@ def tune_dip(scans, val: list[int], base, *, budget: int, every: int = 10,
         "DIP-Fusion", "λ2 (GC)", fusion, v, "lam_gc"), LAM2_GRID)
     without = runner.details[("DIP-Fusion", "learning rate", fusion_lr.best)]
     keep_gc = lam2.best_score > max(without["fixed"], without["ES-WMV"])
-    where = ("λ2 (GC)", lam2.best) if keep_gc else ("learning rate", fusion_lr.best)
+    records += [dip_lr, dip_choice, lam1, fusion_lr, lam2]
+    where = ("learning rate", fusion_lr.best)
+    if keep_gc:  # a second pass over the learning rate, now with the term switched on
+        fusion = replace(fusion, lam_gc=lam2.best)
+        second = tune("DIP-Fusion", "learning rate, with GC",
+                      each_lr("DIP-Fusion", fusion, "learning rate, with GC"), LR_GRID)
+        fusion = replace(fusion, learning_rate=second.best)
+        records.append(second)
+        where = ("learning rate, with GC", second.best)
     fusion_rule, fusion_choice = runner.rule("DIP-Fusion", *where)
-    records += [dip_lr, dip_choice, lam1, fusion_lr, lam2, fusion_choice]
-    rows = [row for record in records for row in record.rows()]
+    records.append(fusion_choice)
+    if long_factor > 1:  # evidence only: where the frozen settings go past the budget
+        runner.budget = long_factor * budget
+        runner.run("DIP", "beyond the budget", replace(base, learning_rate=dip_lr.best),
+                   [dip_lr.best], None)
+        runner.run("DIP-Fusion", "beyond the budget", fusion, [lam1.best], None)
+    rows = [{**row, "chosen": row["chosen"] and (keep_gc or row["parameter"] != "λ2 (GC)")}
+            for record in records for row in record.rows()]
     rows.append({"method": "DIP-Fusion", "parameter": "λ2 (GC)", "value": 0.0,
                  "score": max(without["fixed"], without["ES-WMV"]), "chosen": not keep_gc})
     return {"DIP": {"lr": dip_lr.best, **dip_rule},
-            "DIP-Fusion": {"lr": fusion_lr.best, "lam_dtv": lam1.best,
+            "DIP-Fusion": {"lr": fusion.learning_rate, "lam_dtv": lam1.best,
                            "lam_gc": lam2.best if keep_gc else 0.0, "lam_gc_best": lam2.best,
                            **fusion_rule},
             "messages": [r.message() for r in records], "on_edge": [r.method + " " + r.parameter
@@ -243,7 +264,7 @@ def run(profile: str = "quick", *, device: str = "cpu", out: Path | None = None,
     scans, val = validation_cohort(params, progress=progress)
     base = base_config(params)
     result = tune_dip(scans, val, base, budget=params["dip_budget"], every=params["dip_every"],
-                      device=device, progress=progress)
+                      long_factor=LONG_FACTOR[profile], device=device, progress=progress)
     return save(result, settings(params, base), out or ARTIFACT, device=device)
 
 
