@@ -148,6 +148,17 @@ def test_tubes_are_read_back_at_their_concentration(scan):
     for roi, tube in zip(rois, subject.tubes, strict=True):
         assert scan.noiseless[roi].mean() * brain_data.NORM_MM == pytest.approx(
             tube.concentration, abs=2.0)
+    # the scan keeps its calibration ROIs, in the order of the fit's concentrations
+    kept = scan.tube_rois()
+    assert len(kept) == len(rois)
+    for mine, theirs in zip(kept, rois, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    # each acquisition's tube means lie where its own calibration line put them
+    fit = scan.calibrations[1]
+    means = [scan.acquisitions[1][roi].mean() * brain_data.NORM_MM for roi in kept]
+    np.testing.assert_allclose(means, (fit.signals - fit.intercept) / fit.slope, rtol=1e-5)
+    with pytest.raises(ValueError, match="tube ROIs"):
+        brain_data.BrainScan(**{**scan.__dict__, "tube_labels": None}).tube_rois()
 
 
 def test_nlm_lowers_the_error_and_keeps_voxels_outside_the_mask(scan):
@@ -168,6 +179,7 @@ def test_cohort_round_trips_through_its_cache_file(scan, tmp_path):
     np.testing.assert_array_equal(loaded.brain_mask, scan.brain_mask)
     assert loaded.calibrations[1].slope == scan.calibrations[1].slope
     np.testing.assert_array_equal(loaded.calibrations[2].signals, scan.calibrations[2].signals)
+    np.testing.assert_array_equal(loaded.tube_labels, scan.tube_labels)
     assert [p.name for p in tmp_path.iterdir()] == ["cohort.npz"]  # atomic: no temp file left
 
 

@@ -90,6 +90,139 @@ def relative_improvement(before: float, after: float) -> float:
     return float(100.0 * (after - before) / before)
 
 
+# --- SSIM and pSNR conventions ------------------------------------------------------------------
+
+
+def _region(reference: np.ndarray, mask) -> np.ndarray:
+    """``mask`` as a boolean array of the reference's shape, all True when None."""
+    if mask is None:
+        return np.ones(reference.shape, bool)
+    mask = np.asarray(mask)
+    if mask.shape != reference.shape or mask.dtype != bool or not mask.any():
+        raise ValueError(f"mask must be a non-empty boolean array of shape {reference.shape}")
+    return mask
+
+
+def windowed_ssim(reference: np.ndarray, image: np.ndarray, *, data_range: float | None = None,
+                  gaussian: bool = False, win_size: int = 7, sigma: float = 1.5,
+                  slice_axis: int | None = None, mask: np.ndarray | None = None) -> float:
+    """Mean SSIM under a chosen convention, through scikit-image's ``structural_similarity``.
+
+    The defaults are scikit-image's own: a uniform ``win_size``-wide window (7 × 7 or 7³) with
+    the sample covariance. ``gaussian=True`` is Wang et al.'s (2004) window instead, a Gaussian
+    of SD ``sigma`` voxels truncated at 3.5 SD (11 wide for σ = 1.5), with the population
+    covariance, as :func:`ssim` and :func:`masked_ssim` use.
+
+    Parameters
+    ----------
+    reference, image : ndarray, shape (X, Y) or (X, Y, Z)
+        Real images in the same units; computed in float32 when both are float32 (or of a
+        smaller type), in float64 otherwise.
+    data_range : float, optional
+        The ``L`` of SSIM's constants ``(0.01 L)²`` and ``(0.03 L)²``, in image units. None:
+        the reference's range (max − min) over the region (``mask``, or the whole array).
+        scikit-image before 0.19 took ``L = 2`` for any float image (its dtype range [−1, 1]).
+    gaussian : bool
+        Gaussian window (σ = ``sigma``) instead of the uniform one.
+    win_size : int
+        Side of the uniform window, voxels (odd; ignored when ``gaussian``).
+    sigma : float
+        SD of the Gaussian window, voxels.
+    slice_axis : int, optional
+        Compute 2D SSIM on every slice along this axis and average (slice-wise), instead of
+        one 3D SSIM. None: SSIM in the images' own dimension.
+    mask : ndarray of bool, optional
+        Average the SSIM map over these voxels (the map is computed on the whole array, so
+        windows at the mask's edge see real neighbours). None: the whole field of view,
+        scikit-image's own mean, which leaves out a border of half a window on every side
+        (of every slice when slice-wise).
+
+    Returns
+    -------
+    float
+        Mean SSIM, dimensionless, 1 for identical images.
+
+    Raises
+    ------
+    ValueError
+        If the images differ in shape or are not finite, the mask is empty or of another
+        shape, or the data range is not positive.
+    """
+    from skimage.metrics import structural_similarity
+
+    precision = np.result_type(np.asarray(reference).dtype, np.asarray(image).dtype, np.float32)
+    reference, image = _check(reference, image)
+    region = _region(reference, mask)
+    if data_range is None:
+        values = reference[region]
+        data_range = float(values.max() - values.min())
+    if not data_range > 0:
+        raise ValueError(f"data_range must be positive, got {data_range}")
+    options = dict(data_range=data_range, full=True)
+    if gaussian:
+        options.update(gaussian_weights=True, sigma=sigma, use_sample_covariance=False)
+    else:
+        options.update(win_size=win_size)
+    if precision == np.float32:  # float32 images: filter in float32, ~40 % faster, same to 1e-7
+        reference, image = reference.astype(np.float32), image.astype(np.float32)
+    if slice_axis is None:
+        pairs = [(reference, image)]
+    else:
+        pairs = list(zip(np.moveaxis(reference, slice_axis, 0), np.moveaxis(image, slice_axis, 0),
+                         strict=True))
+    means, maps = zip(*(structural_similarity(r, i, **options) for r, i in pairs), strict=True)
+    if mask is None:
+        return float(np.mean(means))
+    smap = maps[0] if slice_axis is None else np.moveaxis(np.stack(maps), 0, slice_axis)
+    return float(smap[region].mean())
+
+
+def region_psnr(reference: np.ndarray, image: np.ndarray, *, peak: str | float = "range",
+                mask: np.ndarray | None = None, slice_axis: int | None = None) -> float:
+    """pSNR ``10 log10(peak² / MSE)`` in dB under a chosen convention.
+
+    Parameters
+    ----------
+    reference, image : ndarray, shape (X, Y) or (X, Y, Z)
+        Real images in the same units.
+    peak : {"range", "max"} or float
+        ``"range"``: the reference's max − min over the region (the brain paper's equation 1);
+        ``"max"``: the reference's maximum over the region; a float: a fixed peak in image
+        units (scikit-image before 0.19 took 1 for a non-negative float image).
+    mask : ndarray of bool, optional
+        Voxels over which the peak and the MSE are taken. None: the whole field of view.
+    slice_axis : int, optional
+        Average the pSNR of the slices along this axis (each slice's MSE over its region
+        voxels, one peak from the whole region; slices without region voxels are skipped).
+
+    Returns
+    -------
+    float
+        pSNR in dB; infinity where an MSE is zero.
+
+    Raises
+    ------
+    ValueError
+        As :func:`windowed_ssim`, or if the peak is not positive or an unknown word.
+    """
+    reference, image = _check(reference, image)
+    region = _region(reference, mask)
+    values = reference[region]
+    if peak == "range":
+        peak = float(values.max() - values.min())
+    elif peak == "max":
+        peak = float(values.max())
+    elif isinstance(peak, str):
+        raise ValueError(f"peak must be 'range', 'max' or a number, got {peak!r}")
+    if not peak > 0:
+        raise ValueError(f"the peak must be positive, got {peak}")
+    if slice_axis is None:
+        return psnr(values, image[region], data_range=peak)
+    slices = zip(np.moveaxis(reference, slice_axis, 0), np.moveaxis(image, slice_axis, 0),
+                 np.moveaxis(region, slice_axis, 0), strict=True)
+    return float(np.mean([psnr(r[m], i[m], data_range=peak) for r, i, m in slices if m.any()]))
+
+
 # --- FSIM, Laplacian focus and LPIPS ------------------------------------------------------------
 
 #: What a results table shows for LPIPS where :func:`lpips_distance` returns None.

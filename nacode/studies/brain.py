@@ -12,11 +12,13 @@ beyond the paper, against the noiseless acquisition and the true TSC.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nacode.studies import brain_data as bd
+from nacode.studies import brain_eval as be
 from nacode.studies.calf import WEIGHTS_DIR, manifest_digests
 
 ADDED_NOISE = 0.5  # training noise SD / the acquisition's own noise SD (the paper: unstated)
@@ -25,6 +27,7 @@ PURITY = 0.75  # a voxel counts as GM / WM / CSF when this fraction of it is tha
 #: The paper's Tables 2 and 3: relative improvement in % (mean, median, σ).
 PAPER_TABLE2 = {"NLM": (1.95, 1.96, 0.33), "DAE": (2.37, 2.42, 0.50)}
 PAPER_TABLE3 = {"NLM": (18.85, 18.88, 3.39), "DAE": (28.75, 28.93, 3.85)}
+COHORT_VERSION = 2  # bump when BrainScan gains a field: 2 added the tube ROIs
 
 
 def model_name(fold: int) -> str:
@@ -37,7 +40,8 @@ def cached_cohort(n_subjects: int = bd.N_SUBJECTS, snr: float = bd.SNR, *,
     """The cohort, generated once and kept in ``_build/cache/brain`` (keyed by its inputs)."""
     from nacode.results import build_dir
 
-    path = build_dir() / "cache" / "brain" / f"cohort_n{n_subjects}_snr{snr:g}_s{bd.SEED_BASE}.npz"
+    name = f"cohort_v{COHORT_VERSION}_n{n_subjects}_snr{snr:g}_s{bd.SEED_BASE}.npz"
+    path = build_dir() / "cache" / "brain" / name
     if path.is_file():
         return bd.load_cohort(path)
     scans = bd.cohort(n_subjects, snr=snr, progress=progress)
@@ -141,22 +145,47 @@ def tune_nlm(scans: list[bd.BrainScan], subjects, values=NLM_H) -> tuple[float, 
     return max(scores, key=scores.get), scores
 
 
-def evaluate(scans: list[bd.BrainScan], folds: list[bd.Fold], models: dict, *,
-             progress: bool = True):
-    """Denoise every test acquisition with each method and score it.
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`evaluate` returns.
 
-    Returns
-    -------
+    Attributes
+    ----------
     per_volume : pandas.DataFrame
         One row per (fold, subject, acquisition, method): ``psnr``, ``ssim`` (against the
         mean of three, in the brain mask), ``psnr_noiseless``, ``ssim_noiseless``, ``seconds``
         (denoising time) and, for NLM, the tuned ``h``. Methods: input, NLM, DAE, and BM4D
-        when the optional package is installed.
+        when the optional package is installed; all denoise the brain mask only.
     errors : dict of (str, str) to ndarray
         Voxel-wise TSC error (mM) per (method, tissue) over all test volumes; the methods
-        also include ``reference`` (mean of three) and ``noiseless``.
+        also include ``reference`` (mean of three), ``noiseless`` and the whole-FOV
+        applications, as they are and recalibrated on their own tubes.
     examples : dict of str to ndarray
-        The first test volume of the first fold per method, for figures (``truth`` in mM).
+        The first test volume of the first fold per method (whole-FOV applications included),
+        for figures (``truth`` in mM).
+    scores : pandas.DataFrame
+        Every SSIM and pSNR convention of every method
+        (:func:`~nacode.studies.brain_eval.convention_rows`), including ``NLM (whole FOV)`` and
+        ``DAE (whole FOV)``: the same denoisers applied to every voxel of the field of view.
+    tubes : pandas.DataFrame
+        Each calibration tube's mean before and after, per volume and method
+        (:func:`~nacode.studies.brain_eval.tube_rows`; also ``reference`` and ``noiseless``).
+    """
+
+    per_volume: object
+    errors: dict
+    examples: dict
+    scores: object
+    tubes: object
+
+
+def evaluate(scans: list[bd.BrainScan], folds: list[bd.Fold], models: dict, *,
+             whole_fov_acquisitions: int = 1, progress: bool = True) -> Evaluation:
+    """Denoise every test acquisition with each method and score it.
+
+    ``whole_fov_acquisitions`` of each test subject's acquisitions (the first ones) are also
+    denoised over the whole field of view, tubes and background included, for the whole-FOV
+    metrics and the tube changes. Returns an :class:`Evaluation`.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -164,16 +193,20 @@ def evaluate(scans: list[bd.BrainScan], folds: list[bd.Fold], models: dict, *,
     from nacode.denoise.classic import bm4d_volume, nlm_volume
     from nacode.denoise.dae import denoise_volume
 
-    rows, errors, examples = [], {}, {}
+    def dae(x, model, where):
+        return denoise_volume(model, x, where)
+
+    rows, errors, examples, scores, tubes = [], {}, {}, [], []
     jobs = [(fold, s, a) for fold in folds for s in fold.test for a in range(bd.N_ACQUISITIONS)]
     tuned = {fold.index: tune_nlm(scans, fold.val)[0] for fold in
              tqdm(folds, desc="tuning NLM", disable=not progress)}
     for fold, s, a in tqdm(jobs, desc="test volumes", disable=not progress):
         scan = scans[s]
         mask, acquisition = scan.brain_mask, scan.acquisitions[a]
+        keys = {"fold": fold.index, "subject": s, "acquisition": a + 1}
         outputs, seconds = {"input": acquisition}, {"input": 0.0}
         methods = (("NLM", nlm_volume, (tuned[fold.index], mask)),
-                   ("DAE", lambda x, m, k: denoise_volume(m, x, k), (models[fold.index], mask)),
+                   ("DAE", dae, (models[fold.index], mask)),
                    ("BM4D", bm4d_volume, (mask,)))
         for method, apply, arguments in methods:
             start = time.perf_counter()
@@ -181,21 +214,34 @@ def evaluate(scans: list[bd.BrainScan], folds: list[bd.Fold], models: dict, *,
             if out is not None:
                 outputs[method], seconds[method] = out, time.perf_counter() - start
         for method, image in outputs.items():
-            rows.append({"fold": fold.index, "subject": s, "acquisition": a + 1,
-                         "method": method, **_scores(scan.reference, scan.noiseless, image, mask),
+            rows.append({**keys, "method": method,
+                         **_scores(scan.reference, scan.noiseless, image, mask),
                          "seconds": seconds[method],
                          "h": tuned[fold.index] if method == "NLM" else np.nan})
+        whole, rois = {}, scan.tube_rois()
+        concentrations = scan.calibrations[a].concentrations
+        if a < whole_fov_acquisitions:
+            everywhere = np.ones_like(mask)
+            whole = {"NLM (whole FOV)": nlm_volume(acquisition, tuned[fold.index]),
+                     "DAE (whole FOV)": dae(acquisition, models[fold.index], everywhere)}
         extra = {"reference": scan.reference, "noiseless": scan.noiseless}
-        for method, image in {**outputs, **({} if a else extra)}.items():
+        for method, image in {**outputs, **whole}.items():
+            scores += be.convention_rows(keys, method, scan.reference, image, mask)
+        for method, image in {**outputs, **whole, **extra}.items():
+            tubes += be.tube_rows(keys, method, acquisition, image, concentrations, rois)
+        again = {f"{m}, recalibrated": be.recalibrated(x, rois, concentrations)
+                 for m, x in whole.items()}
+        for method, image in {**outputs, **whole, **again, **({} if a else extra)}.items():
             for tissue in bd.TISSUES:
                 roi = scan.fractions[tissue] >= PURITY
                 error = image[roi] * bd.NORM_MM - scan.truth_mm[roi]
                 errors.setdefault((method, tissue), []).append(error)
         if not examples:
-            examples = {**outputs, **extra, "truth": scan.truth_mm / bd.NORM_MM,
+            examples = {**outputs, **whole, **extra, "truth": scan.truth_mm / bd.NORM_MM,
                         "mask": mask, "subject": s}
     errors = {key: np.concatenate(parts) for key, parts in errors.items()}
-    return pd.DataFrame(rows), errors, examples
+    return Evaluation(pd.DataFrame(rows), errors, examples, pd.DataFrame(scores),
+                      pd.DataFrame(tubes))
 
 
 def improvement_table(per_volume, metric: str = "psnr"):

@@ -53,6 +53,9 @@ class BrainScan:
         The tube fit of each acquisition (signal units → mM).
     sigma : float
         Noise SD per Re/Im channel in signal units.
+    tube_labels : ndarray of int8, shape (X, Y, Z), optional
+        The calibration ROIs: ``k`` inside the ROI of the tube whose concentration is
+        ``calibrations[i].concentrations[k − 1]``, 0 elsewhere (see :meth:`tube_rois`).
     """
 
     seed: int
@@ -63,11 +66,26 @@ class BrainScan:
     fractions: dict
     calibrations: tuple
     sigma: float
+    tube_labels: np.ndarray | None = None
 
     @property
     def reference(self) -> np.ndarray:
         """Mean of the three acquisitions (the paper's label), network units."""
         return self.acquisitions.mean(axis=0)
+
+    def tube_rois(self) -> list[np.ndarray]:
+        """The calibration ROIs (bool, shape (X, Y, Z)) in the order of the tube concentrations.
+
+        Raises
+        ------
+        ValueError
+            If the scan was made without its tube ROIs (a cohort cache of an older version).
+        """
+        if self.tube_labels is None:
+            raise ValueError(f"scan of seed {self.seed} has no tube ROIs; regenerate the cohort "
+                             "(delete its cache file under _build/cache/brain)")
+        return [self.tube_labels == k
+                for k in range(1, len(self.calibrations[0].concentrations) + 1)]
 
 
 def cylinder_rois(tubes: tuple[Tube, ...], matrix: tuple[int, int, int], voxel_mm: float,
@@ -119,6 +137,9 @@ def scan_subject(subject: Subject, rng: np.random.Generator, *, snr: float = SNR
         images.append(fit.to_mm(image) / NORM_MM)
         fits.append(fit)
     truth_fit = calibrate(noiseless, rois, concentrations)
+    labels = np.zeros(MATRIX, np.int8)
+    for k, roi in enumerate(rois, start=1):
+        labels[roi] = k
     return BrainScan(
         seed=subject.seed,
         acquisitions=np.stack(images).astype(np.float32),
@@ -127,7 +148,7 @@ def scan_subject(subject: Subject, rng: np.random.Generator, *, snr: float = SNR
         brain_mask=mask,
         fractions={name: downsample(subject.mask(name).astype(np.float32), MATRIX)
                    .astype(np.float32) for name in TISSUES},
-        calibrations=tuple(fits), sigma=sigma)
+        calibrations=tuple(fits), sigma=sigma, tube_labels=labels)
 
 
 def cohort(n_subjects: int = N_SUBJECTS, *, seed: int = SEED_BASE, snr: float = SNR,
@@ -219,6 +240,8 @@ def save_cohort(scans: list[BrainScan], path) -> None:
                                                       for c in scan.calibrations]),
                        f"{i}/signals": np.array([c.signals for c in scan.calibrations]),
                        f"{i}/concentrations": scan.calibrations[0].concentrations})
+        if scan.tube_labels is not None:
+            arrays[f"{i}/tube_labels"] = scan.tube_labels
         arrays.update({f"{i}/fraction_{k}": v for k, v in scan.fractions.items()})
     with atomic_write(path, "wb") as handle:
         np.savez_compressed(handle, n=np.int64(len(scans)), **arrays)
@@ -238,5 +261,6 @@ def load_cohort(path) -> list[BrainScan]:
                 noiseless=data[f"{i}/noiseless"], truth_mm=data[f"{i}/truth_mm"],
                 brain_mask=data[f"{i}/brain_mask"],
                 fractions={k: data[f"{i}/fraction_{k}"] for k in TISSUES},
-                calibrations=fits, sigma=float(data[f"{i}/sigma"])))
+                calibrations=fits, sigma=float(data[f"{i}/sigma"]),
+                tube_labels=data[f"{i}/tube_labels"] if f"{i}/tube_labels" in data else None))
     return scans
