@@ -6,7 +6,10 @@ The flow of ``nacode book``:
    MyST notebook (front matter with ``jupytext`` and ``kernelspec``);
 2. pair each source to ``<build>/paired/<name>.ipynb`` (jupytext);
 3. execute it with papermill into ``<build>/executed/<name>.ipynb``, injecting the profile's
-   parameters (:mod:`nacode.profiles`); results go to ``<build>/results/<name>/``;
+   parameters (:mod:`nacode.profiles`); results go to ``<build>/results/<name>/``. Notebooks
+   run in table-of-contents order, except those whose front matter says
+   ``nacode: {execute: last}`` (the intro, which reads the other chapters' results): they run
+   after all others (:func:`execution_order`);
 4. stage a site in ``<build>/site/`` — the config, the prose and the *executed* notebooks, so
    sources and executed copies never share a folder — and build it with Jupyter Book's Sphinx
    (``execute_notebooks: off``) into ``<build>/html``;
@@ -51,6 +54,7 @@ class Notebook:
 
     name: str
     source: Path
+    runs_last: bool = False
 
 
 def _toc_files(toc: dict[str, Any]) -> list[str]:
@@ -71,15 +75,27 @@ def _toc_files(toc: dict[str, Any]) -> list[str]:
     return files
 
 
-def is_notebook_source(path: Path) -> bool:
-    """True if ``path`` is a MyST markdown file with jupytext and kernelspec front matter."""
+def front_matter(path: Path) -> dict[str, Any]:
+    """The YAML front matter of a markdown file (empty if it has none)."""
     if path.suffix != ".md" or not path.is_file():
-        return False
+        return {}
     text = path.read_text(encoding="utf-8")
     if not text.startswith("---"):
-        return False
-    front = yaml.safe_load(text.split("---", 2)[1]) or {}
+        return {}
+    return yaml.safe_load(text.split("---", 2)[1]) or {}
+
+
+def is_notebook_source(path: Path) -> bool:
+    """True if ``path`` is a MyST markdown file with jupytext and kernelspec front matter."""
+    front = front_matter(path)
     return "jupytext" in front and "kernelspec" in front
+
+
+def execution_order(notebooks: list[Notebook]) -> list[Notebook]:
+    """The notebooks in the order ``nacode book`` executes them: table-of-contents order,
+    with the notebooks marked ``runs_last`` moved to the end (in their own order)."""
+    return ([nb for nb in notebooks if not nb.runs_last]
+            + [nb for nb in notebooks if nb.runs_last])
 
 
 def discover(root: Path) -> list[Notebook]:
@@ -101,7 +117,8 @@ def discover(root: Path) -> list[Notebook]:
             raise BookError(f"{toc_path}: entry {entry!r} has no file {entry}.md; "
                             "create it or remove the entry")
         if is_notebook_source(found):
-            notebooks.append(Notebook(name=found.stem, source=found))
+            runs_last = (front_matter(found).get("nacode") or {}).get("execute") == "last"
+            notebooks.append(Notebook(name=found.stem, source=found, runs_last=runs_last))
     return notebooks
 
 
@@ -150,9 +167,29 @@ def execute(notebook: Notebook, paired: Path, executed_dir: Path,
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    hide_like_parameters(partial)
     os.replace(partial, final)
     failed.unlink(missing_ok=True)
     return final
+
+
+def hide_like_parameters(path: Path) -> None:
+    """Give papermill's ``injected-parameters`` cell the ``remove-*``/``hide-*`` tags of the
+    notebook's ``parameters`` cell, so a page that hides its parameters (the intro) hides
+    what papermill injected as well."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    tags = next((c.metadata.get("tags", []) for c in nb.cells
+                 if "parameters" in c.metadata.get("tags", [])), [])
+    extra = [t for t in tags if t.startswith(("remove-", "hide-"))]
+    if not extra:
+        return
+    for cell in nb.cells:
+        own = cell.metadata.get("tags", [])
+        if "injected-parameters" in own:
+            cell.metadata["tags"] = [*own, *(t for t in extra if t not in own)]
+    nbformat.write(nb, path)
 
 
 def stage_site(root: Path, notebooks: list[Notebook], executed_dir: Path, site: Path) -> Path:
@@ -315,7 +352,7 @@ def run_book(root: Path, *, profile: str = "quick", device: str = "cpu",
     if unknown:
         raise BookError(f"--only {', '.join(unknown)}: no such notebook in _toc.yml "
                         f"(notebooks: {', '.join(sorted(known)) or 'none'})")
-    selected = [nb for nb in notebooks if not only or nb.name in only]
+    selected = execution_order([nb for nb in notebooks if not only or nb.name in only])
     # Check every notebook's parameters before spending time on any execution.
     params = {nb.name: _profiles.parameters(nb.name, profile, device, profiles)
               for nb in selected}

@@ -123,3 +123,36 @@ def test_launch_buttons_open_the_markdown_sources():
     assert book.launch_to_sources(binder).endswith('book/brain.md"')
     assert "book/calf.md&branch=main" in book.launch_to_sources(hub)
     assert book.launch_to_sources(other) == other
+
+
+def test_a_runs_last_notebook_executes_after_the_others_but_stays_first_in_the_toc(
+        tiny_book, tmp_path):
+    """The intro reads the other chapters' results: it executes last, is listed first."""
+    intro = write_notebook(tiny_book / "book" / "intro.md", "Intro", [
+        ("parameters, remove-cell", 'profile = "quick"\ndevice = "cpu"'),
+        ("", "from nacode import results\nimport pandas as pd\n"
+             "x = pd.read_csv(results.build_dir() / 'results' / 'tiny' / 'table.csv')['x']\n"
+             "print('intro read', int(x.sum()))"),
+    ])
+    intro.write_text(intro.read_text(encoding="utf-8").replace(
+        "  name: python3\n---\n", "  name: python3\nnacode:\n  execute: last\n---\n", 1),
+        encoding="utf-8")
+    profiles = {name: {**table, "intro": {}} for name, table in TINY_PROFILES.items()}
+    found = book.discover(tiny_book)
+    assert [nb.name for nb in found] == ["intro", "tiny"]
+    assert [nb.runs_last for nb in found] == [True, False]
+    assert [nb.name for nb in book.execution_order(found)] == ["tiny", "intro"]
+    build = tmp_path / "out"
+    book.run_book(tiny_book, build=False, build_dir=build, profiles=profiles,
+                  echo=lambda *_: None)
+    assert "intro read 3" in outputs_text(build / "executed" / "intro.ipynb")
+    run = json.loads((build / "results" / "run.json").read_text(encoding="utf-8"))
+    assert list(run["notebooks"]) == ["tiny", "intro"]
+    # papermill's injected cell is hidden like the parameters cell it follows
+    nb = nbformat.read(build / "executed" / "intro.ipynb", as_version=4)
+    injected_cell = next(c for c in nb.cells
+                         if "injected-parameters" in c.metadata.get("tags", []))
+    assert "remove-cell" in injected_cell.metadata["tags"]
+    tiny = nbformat.read(build / "executed" / "tiny.ipynb", as_version=4)
+    assert all(c.metadata.get("tags") == ["injected-parameters"] for c in tiny.cells
+               if "injected-parameters" in c.metadata.get("tags", []))
