@@ -17,9 +17,11 @@ DEVICES = ("cpu", "cuda")
 #: Parameters per profile, then per notebook (the notebook's file stem in ``book/``).
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
+        "intro": {},  # reads the other chapters' results; only profile and device
         "primer": {"seed": 0, "nsas": [150, 50, 30, 10], "bench_repeats": 20},
         "calf": {"test_limit": 60, "val_limit": 30, "demo_images": 48, "demo_epochs": 2,
-                 "train_epochs": 0, "volunteers": 10, "cs_iter": 60},
+                 "train_epochs": 0, "volunteers": 10, "cs_iter": 3000, "cs_tol": 1e-4,
+                 "cs_seeds": [98, 99]},
         "mni152": {
             "resolution_mm": 2,  # nilearn's 2 mm resampling of the 1 mm templates
         },
@@ -36,9 +38,11 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                       "patience": 40, "breast_matrix": 64, "bench_quick": True, "seed": 0},
     },
     "full": {
+        "intro": {},
         "primer": {"seed": 0, "nsas": [150, 50, 30, 10], "bench_repeats": 100},
         "calf": {"test_limit": 0, "val_limit": 60, "demo_images": 48, "demo_epochs": 2,
-                 "train_epochs": 100, "volunteers": 10, "cs_iter": 100},
+                 "train_epochs": 100, "volunteers": 10, "cs_iter": 5000, "cs_tol": 1e-5,
+                 "cs_seeds": [96, 97, 98, 99]},
         "mni152": {
             "resolution_mm": 1,  # the templates' native 1 mm grid
         },

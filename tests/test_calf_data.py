@@ -84,10 +84,17 @@ def test_baselines_denoise_and_tuning_picks_the_best():
     _, x = np.mgrid[:32, :32]
     clean = np.stack([np.clip(np.sin(x / 5.0 + k) * 0.4 + 0.5, 0, 1) for k in range(4)])
     noisy = clean + 0.1 * rng.standard_normal(clean.shape)
-    best, scores = classic.tune(classic.gaussian, [0.0, 0.5, 1.0, 2.0], noisy, clean)
-    assert best > 0 and scores[best] > scores[0.0] + 2
+    from nacode.evaluate.tuning import tune_filter
+
+    tuning = tune_filter("Gaussian", "sigma", classic.gaussian, [0.01, 0.1, 1.0, 10.0], noisy,
+                         clean)
+    scores = dict(zip(tuning.values, tuning.scores, strict=True))
+    assert 0.1 <= tuning.best < 10 and not tuning.on_edge
+    assert scores[tuning.best] > scores[0.01] + 2  # σ = 0.01 px leaves the noise in
+    assert scores[0.01] == pytest.approx(np.median([psnr(c, n) for c, n in zip(
+        clean, noisy, strict=True)]), abs=0.01)
     smoothed = classic.nlm(noisy.astype(np.float32), 0.08)
-    assert np.median([psnr(c, s) for c, s in zip(clean, smoothed, strict=True)]) > scores[0.0]
+    assert np.median([psnr(c, s) for c, s in zip(clean, smoothed, strict=True)]) > scores[0.01]
     with pytest.raises(ValueError, match="sigma"):
         classic.gaussian(noisy, -1)
 
@@ -104,12 +111,48 @@ def test_table1_compares_methods_against_the_input():
     noisy = np.clip(clean + 0.08 * rng.standard_normal(clean.shape), 0, 1).astype(np.float32)
     data = {30: (noisy, clean.astype(np.float32))}
     torch.manual_seed(0)
-    per_image, summary = calf.table1({30: ResidualDnCNN(blocks=1, channels=4)}, data, data,
-                                     val_limit=6)
+    per_image, summary, tunings = calf.table1({30: ResidualDnCNN(blocks=1, channels=4)}, data,
+                                              data, val_limit=6)
+    assert set(tunings.method) == {"Gaussian", "NLM"} and tunings.chosen.sum() == 2
     assert set(summary["image"]) == {"input", "denoised", "gaussian", "nlm"}
     assert len(per_image) == 4 * 6
     rows = summary.set_index("image")
     assert np.isnan(rows.loc["input", "p_psnr"]) and 0 < rows.loc["gaussian", "p_psnr"] <= 1
     assert rows.loc["gaussian", "psnr_median"] > rows.loc["input", "psnr_median"]
+    assert rows.loc["input", "tube_change_median"] == 0.0  # the input against itself
     table = calf.gains(summary)
     assert table.loc[0, "paper_cnn_gain"] == pytest.approx(32.6 - 26.9)
+
+
+def test_tube_roi_finds_the_simulated_tube_inside_its_disc():
+    from nacode.physics.proton import add_tube, tube_disc
+    from nacode.studies import calf
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        prepared = add_tube(rng.random((80, 80)) * 2, rng)
+        roi = calf.tube_roi(prepared.image)
+        inside = tube_disc(80, prepared.centre) > 0.99
+        assert roi.sum() > 30 and not (roi & ~inside).any()
+
+
+def test_tube_diagnosis_sees_a_known_gain_and_its_repair():
+    import torch
+
+    from nacode.physics.proton import add_tube
+    from nacode.studies import calf
+
+    class Gain(torch.nn.Module):
+        def forward(self, x):
+            return 1.05 * x, None
+
+    rng = np.random.default_rng(4)
+    clean = np.stack([add_tube(0.2 + 0.1 * rng.random((80, 80)), rng).image
+                      for _ in range(4)]).astype(np.float32)
+    noisy = (clean + 0.01 * rng.standard_normal(clean.shape)).astype(np.float32)
+    row = calf.tube_diagnosis({30: Gain()}, {30: (noisy, clean)}).iloc[0]
+    assert row.cnn_vs_input_pct == pytest.approx(5.0, abs=1e-3)
+    assert row.object_vs_input_pct == pytest.approx(5.0, abs=1e-3)
+    assert abs(row.input_vs_truth_pct) < 0.5
+    # restoring the input's local mean undoes a gain inside the tube's flat interior
+    assert abs(row.restored_vs_truth_pct) < 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -14,17 +15,18 @@ from nacode.studies import calf_volunteers as cv
 def measured():
     torch.manual_seed(0)
     models = {30: ResidualDnCNN(blocks=1, channels=8)}
-    return cv.run(models, volunteers=(0, 1, 2), nsas=(30,), cs_iter=20, progress=False)
+    return cv.run(models, volunteers=(0, 1, 2), nsas=(30, 50), lamdas={30: 0.03, 50: 0.02},
+                  cs_tol=1e-3, progress=False)
 
 
 def test_every_method_is_measured(measured):
     table, images, atsc = measured
     assert set(atsc) >= {(0, 30, m) for m in cv.METHODS}
-    assert len(table) == 3 * 4 and set(table.method) == set(cv.METHODS)
+    assert len(table) == 3 * 2 * 4 and set(table.method) == set(cv.METHODS)
     assert set(images[(0, 30)]) == set(cv.METHODS)
     assert np.all(np.isfinite(table[["snr", "edge", "muscle", "skin"]].to_numpy()))
     # the 150-average reference is less noisy than 30 averages of the same replicates
-    snr = table.groupby("method").snr.mean()
+    snr = table[table.nsa == 30].groupby("method").snr.mean()
     assert snr["reference"] > snr["nufft"]
     # TV-CS raises the estimated SNR over gridding at 30 averages
     assert snr["cs"] > snr["nufft"]
@@ -52,3 +54,43 @@ def test_edge_sharpness_of_an_ideal_step():
     radius = np.hypot(rows - centre[0], cols - centre[1]) * voxel
     ramp = np.clip((tube.radius_mm + 2.25 - radius) / 4.5, 0, 1) * 100.0  # 100 mM over 4.5 mm
     assert cv.edge_sharpness(ramp, volunteer) == pytest.approx(100 / 4.5, rel=0.15)
+
+
+def test_tube_change_is_zero_for_the_input_and_follows_a_known_scaling(measured):
+    table = measured[0]
+    # a "denoiser" that returns its input, and one that scales it by 1.05
+    fake = pd.concat([table[table.method != "cnn"],
+                      table[table.method == "nufft"].assign(method="cnn")])
+    tubes = [c for c in table.columns if c.startswith("tube_")]
+    scaled = fake.copy()
+    rows = scaled.method == "cs"
+    scaled.loc[rows, tubes] = scaled.loc[scaled.method == "nufft", tubes].to_numpy() * 1.05
+    per_image, summary = cv.tube_change(scaled)
+    assert set(per_image.tube_mm) == {10, 25, 50, 75, 100}
+    assert np.allclose(per_image[per_image.method == "cnn"].change_pct, 0.0)
+    assert np.allclose(per_image[per_image.method == "cs"].change_pct, 5.0)
+    worst = cv.worst_tube_change(summary).set_index(["nsa", "method"])
+    assert worst.loc[(30, "cs"), "tube_change_pct"] == pytest.approx(5.0)
+    assert worst.loc[(30, "cnn"), "worst_image_pct"] == pytest.approx(0.0)
+
+
+def test_real_denoisers_report_their_tube_change(measured):
+    per_image, summary = cv.tube_change(measured[0])
+    assert len(per_image) == 2 * 3 * 2 * 5  # methods × volunteers × NSAs × tubes
+    assert np.all(np.isfinite(per_image.change_pct))
+    assert (summary.max_abs_pct >= summary.median_pct.abs() - 1e-9).all()
+
+
+def test_cs_converges_and_tuning_picks_an_interior_lambda():
+    volunteer = cv.scan(99)
+    result = cv.cs_reconstruct(volunteer, [volunteer.kspace] * 2, [0.001, 0.1], tol=1e-3)
+    assert result.converged.all()
+    smooth, sharp = (np.abs(image) for image in result.images[::-1])
+    # a larger λ gives a smoother image (lower total variation)
+    tv = [np.abs(np.diff(image, axis=0)).sum() + np.abs(np.diff(image, axis=1)).sum()
+          for image in (smooth, sharp)]
+    assert tv[0] < tv[1]
+    tunings = cv.tune_cs(nsas=(10,), grid=(0.003, 0.03, 0.3), seeds=(99,), tol=1e-3)
+    assert not tunings[10].on_edge and tunings[10].decades >= 2
+    rows = cv.tuning_rows(tunings)
+    assert set(rows.nsa) == {10} and rows.chosen.sum() == 1

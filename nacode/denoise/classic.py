@@ -1,16 +1,14 @@
 """Classical denoisers used as baselines: Gaussian blur and non-local means.
 
-Both are tuned on validation pairs by grid search on median PSNR
-(:func:`tune`), then frozen for the test set — the honest baselines the calf paper lacks.
+Both are tuned on validation pairs by the shared protocol
+(:func:`nacode.evaluate.tuning.tune_filter`: median PSNR over a grid of two decades whose
+winner is not on its edge), then frozen for the test set — the honest baselines the calf
+paper lacks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 import numpy as np
-
-from nacode.evaluate.metrics import psnr
 
 
 def gaussian(images: np.ndarray, sigma: float) -> np.ndarray:
@@ -32,26 +30,6 @@ def nlm(images: np.ndarray, h: float, *, patch_size: int = 3, patch_distance: in
     return np.stack([denoise_nl_means(image, h=h, patch_size=patch_size,
                                       patch_distance=patch_distance, fast_mode=True)
                      for image in images]).astype(np.float32)
-
-
-def tune(method: Callable[[np.ndarray, float], np.ndarray], values: Iterable[float],
-         noisy: np.ndarray, clean: np.ndarray) -> tuple[float, dict[float, float]]:
-    """The parameter value of ``method`` with the best median PSNR on validation pairs.
-
-    Returns
-    -------
-    best : float
-        The chosen value.
-    scores : dict of float to float
-        Median validation PSNR (dB) per value tried.
-    """
-    scores = {}
-    for value in values:
-        out = method(noisy, value)
-        scores[float(value)] = float(np.median([psnr(c, o) for c, o in zip(clean, out,
-                                                                             strict=True)]))
-    best = max(scores, key=scores.get)
-    return best, scores
 
 
 def nlm_volume(volume: np.ndarray, h: float, mask: np.ndarray | None = None, *,

@@ -161,6 +161,37 @@ def tune(method: str, parameter: str, evaluate: Callable[[list[float]], Sequence
                   maximise=maximise)
 
 
+def tune_filter(method: str, parameter: str, apply: Callable[[np.ndarray, float], np.ndarray],
+                grid: Sequence[float], noisy: np.ndarray, clean: np.ndarray, *,
+                data_range: float = 1.0, **kwargs) -> Tuning:
+    """:func:`tune` for a one-parameter image filter on validation pairs (median PSNR).
+
+    Parameters
+    ----------
+    method, parameter : str
+        Names for the result.
+    apply : callable
+        ``apply(noisy, value) -> denoised`` on the whole stack (a filter has no convergence
+        rule: one application is its result).
+    grid : sequence of float > 0
+        Initial candidates (≥ two decades).
+    noisy, clean : ndarray, shape (n, ...)
+        Validation inputs and their ground truths.
+    data_range : float
+        The PSNR's peak value.
+    **kwargs
+        Passed to :func:`tune` (``min_decades``, ``max_extensions``).
+    """
+    from nacode.evaluate.metrics import psnr
+
+    def evaluate(values: list[float]) -> list[float]:
+        return [float(np.median([psnr(c, o, data_range) for c, o in
+                                 zip(clean, apply(noisy, value), strict=True)]))
+                for value in values]
+
+    return tune(method, parameter, evaluate, grid, **kwargs)
+
+
 def choose(method: str, parameter: str, scores: dict, *, maximise: bool = True) -> Tuning:
     """The same record for a categorical choice (e.g. a stopping rule) scored on validation.
 

@@ -5,10 +5,14 @@ included, with the per-replicate noise set so that the 150-average image has the
 reference SNR (6.7). From one set of 150 replicates the 150-average reference and the
 retrospective 50, 40, 30, 20 and 10 averages are reconstructed by gridding (the paper's
 plain-grid density compensation, as for the CNN's training data), by TV compressed sensing
-(λ tuned once on a separate volunteer, seed 99) and by gridding + the CNN of the nearest NSA.
-Each image is calibrated on its own tubes; muscle and skin aTSC, estimated SNR and the edge
-sharpness across the 100 mM tube follow the paper's definitions, and everything is compared
-with the 150-average reference — and with the true TSC, which the paper could not know.
+run to convergence (:func:`nacode.recon.variational.reconstruct`), its λ tuned **per NSA** on
+separate volunteers (seeds 98 and 99 by default) by the shared protocol of
+:mod:`nacode.evaluate.tuning`, and by gridding + the CNN of the nearest NSA. Each image is
+calibrated on its own tubes; muscle and skin aTSC, estimated SNR and the edge sharpness across
+the 100 mM tube follow the paper's definitions, and everything is compared with the
+150-average reference — and with the true TSC, which the paper could not know. What a
+denoiser does to the tubes themselves (:func:`tube_change`) is measured too: each image is
+calibrated on its own tubes, so a tube moved by x % moves every aTSC by about as much.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from nacode.studies import calf_data
 from nacode.studies.primer import CalfScan, calf_scan, estimated_snr
 
 VOLUNTEERS = tuple(range(10))
-TUNING_VOLUNTEER = 99
+TUNING_VOLUNTEERS = (98, 99)
 REFERENCE_NSA = 150
-CS_LAMBDAS = (0.002, 0.005, 0.01, 0.02, 0.04)
+CS_GRID = (0.001, 0.00215, 0.00464, 0.01, 0.0215, 0.0464, 0.1)  # log_grid(0.001, 0.1)
+CS_TOL = 1e-4  # per-iteration relative change of a converged CS image: within 0.01 dB of 1e-5
 METHODS = ("reference", "nufft", "cs", "cnn")
+DENOISERS = ("cs", "cnn")  # the methods whose tubes are compared with the gridded input
 
 
 def scan(seed: int) -> CalfScan:
@@ -42,21 +48,70 @@ def cnn_denoise(image: np.ndarray, model) -> np.ndarray:
     return denoise_stack(image[None], model)[0]
 
 
-def tune_cs(lambdas=CS_LAMBDAS, nsa: int = 30, *, seed: int = TUNING_VOLUNTEER,
-            max_iter: int = 60) -> tuple[float, dict[float, float]]:
-    """λ of TV-CS with the lowest error against the noiseless image of a separate subject."""
-    from nacode.recon.cs import tv_recon
+def cs_reconstruct(volunteer: CalfScan, kspaces: list[np.ndarray], lamdas, *,
+                   max_iter: int = 3000, tol: float = CS_TOL):
+    """Converged TV compressed sensing of several k-spaces of one volunteer, batched.
 
-    volunteer = scan(seed)
-    truth = volunteer.image()
-    kspace = noise.averages(volunteer.kspace, volunteer.sigma, [nsa],
-                            np.random.default_rng(seed))[nsa]
-    scores = {}
-    for lamda in lambdas:
-        image = np.abs(tv_recon(kspace, volunteer.traj, volunteer.weights, lamda,
-                                max_iter=max_iter))
-        scores[float(lamda)] = float(np.linalg.norm(image - truth) / np.linalg.norm(truth))
-    return min(scores, key=scores.get), scores
+    Parameters
+    ----------
+    volunteer : CalfScan
+        Trajectory and density weights (the single coil is uniform).
+    kspaces : list of ndarray, each shape ``volunteer.traj.times_ms.shape``, complex
+    lamdas : float or sequence of float
+        λ of each reconstruction, relative to an image whose gridding peaks at 1.
+    max_iter, tol
+        The convergence rule of :func:`nacode.recon.variational.reconstruct`.
+
+    Returns
+    -------
+    VariationalResult
+        ``images`` of shape ``(len(kspaces), *matrix)``, complex (signal units).
+    """
+    import torch
+
+    from nacode.recon.variational import reconstruct
+
+    copies = len(kspaces)
+    maps = torch.ones((copies, 1, *volunteer.matrix), dtype=torch.complex128)
+    data = torch.as_tensor(np.stack(kspaces).reshape(copies, 1, -1))
+    return reconstruct(volunteer.traj.coord.reshape(-1, 2), maps,
+                       torch.as_tensor(volunteer.weights.reshape(-1)), data, lamdas,
+                       max_iter=max_iter, tol=tol)
+
+
+def tune_cs(nsas=calf_data.NSAS, grid=CS_GRID, *, seeds=TUNING_VOLUNTEERS,
+            max_iter: int = 3000, tol: float = CS_TOL) -> dict:
+    """λ of converged TV-CS per NSA, by the shared protocol on separate volunteers.
+
+    The score of a λ is the mean PSNR (dB, peak of the noiseless image) of its
+    reconstructions against the noiseless gridded image of each tuning volunteer; the grid
+    spans two decades and grows past an end that wins (:func:`nacode.evaluate.tuning.tune`).
+
+    Returns
+    -------
+    dict of int to Tuning
+        One tuning per NSA (its ``best`` is the λ to use, ``rows()`` the tuning curve).
+    """
+    from nacode.evaluate.metrics import psnr
+    from nacode.evaluate.tuning import tune
+
+    scans = [scan(seed) for seed in seeds]
+    truths = [s.image() for s in scans]
+    draws = [noise.averages(s.kspace, s.sigma, list(nsas), np.random.default_rng(seed))
+             for s, seed in zip(scans, seeds, strict=True)]
+
+    def evaluate(nsa: int):
+        def scores(values: list[float]) -> list[float]:
+            per_seed = []
+            for volunteer, truth, draw in zip(scans, truths, draws, strict=True):
+                result = cs_reconstruct(volunteer, [draw[nsa]] * len(values), values,
+                                        max_iter=max_iter, tol=tol)
+                per_seed.append([psnr(truth, np.abs(image), float(truth.max()))
+                                 for image in result.images])
+            return list(np.mean(per_seed, axis=0))
+        return scores
+
+    return {nsa: tune("CS-TV", "λ", evaluate(nsa), grid) for nsa in nsas}
 
 
 def edge_sharpness(atsc: np.ndarray, volunteer: CalfScan, *, angles: int = 36) -> float:
@@ -76,16 +131,28 @@ def edge_sharpness(atsc: np.ndarray, volunteer: CalfScan, *, angles: int = 36) -
     return float(np.mean(slopes))
 
 
-def run(models: dict, *, volunteers=VOLUNTEERS, nsas=calf_data.NSAS, lamda: float = 0.01,
-        cs_iter: int = 60, progress: bool = True):
+def run(models: dict, *, volunteers=VOLUNTEERS, nsas=calf_data.NSAS, lamdas=0.01,
+        cs_iter: int = 3000, cs_tol: float = CS_TOL, progress: bool = True):
     """Reconstruct, calibrate and measure every volunteer, NSA and method.
+
+    Parameters
+    ----------
+    models : dict of int to module
+        The CNN per NSA (the nearest NSA's is used).
+    volunteers, nsas : sequences of int
+    lamdas : float or dict of int to float
+        CS λ, one for all NSAs or one per NSA (:func:`tune_cs`).
+    cs_iter, cs_tol
+        The CS convergence rule (:func:`cs_reconstruct`).
 
     Returns
     -------
     measurements : pandas.DataFrame
         One row per volunteer, NSA and method: ``snr``, ``edge``, ``muscle``, ``skin``
         (aTSC medians, mM), ``muscle_true``, ``skin_true`` (true TSC medians in the same
-        ROIs), ``recon_s`` (reconstruction time of the slice).
+        ROIs), ``recon_s`` (reconstruction time of the slice; CS: its batch's time over the
+        batch size), ``cs_iterations``, and ``tube_<c>`` the mean signal of each tube ROI
+        (signal units, ``c`` the concentration in mM).
     images : dict
         ``{(volunteer, nsa): {method: magnitude image}}`` (for figures and the reader kit).
     atsc : dict
@@ -96,8 +163,8 @@ def run(models: dict, *, volunteers=VOLUNTEERS, nsas=calf_data.NSAS, lamda: floa
 
     from nacode.denoise.apply import nearest_nsa
     from nacode.physics.nufft import gridding
-    from nacode.recon.cs import tv_recon
 
+    per_nsa = lamdas if isinstance(lamdas, dict) else dict.fromkeys(nsas, float(lamdas))
     rows, images, maps = [], {}, {}
     for seed in tqdm(volunteers, desc="volunteers", disable=not progress):
         volunteer = scan(seed)
@@ -109,22 +176,23 @@ def run(models: dict, *, volunteers=VOLUNTEERS, nsas=calf_data.NSAS, lamda: floa
         muscle_roi = volunteer.muscle_roi()
         skin_roi = tissue_roi(volunteer.subject, "skin", volunteer.matrix, purity=0.5)
         truth = downsample(volunteer.subject.tsc, volunteer.matrix)
-        for nsa in nsas:
+        cs = cs_reconstruct(volunteer, [kspaces[n] for n in nsas], [per_nsa[n] for n in nsas],
+                            max_iter=cs_iter, tol=cs_tol)
+        for index, nsa in enumerate(nsas):
             start = time.perf_counter()
             gridded = np.abs(gridding(kspaces[nsa], volunteer.traj, volunteer.weights))
             t_nufft = time.perf_counter() - start
             start = time.perf_counter()
-            cs = np.abs(tv_recon(kspaces[nsa], volunteer.traj, volunteer.weights, lamda,
-                                 max_iter=cs_iter))
-            t_cs = time.perf_counter() - start
-            start = time.perf_counter()
             cnn = cnn_denoise(gridded, models[nearest_nsa(nsa, models)])
             t_cnn = time.perf_counter() - start
-            outputs = {"reference": reference, "nufft": gridded, "cs": cs, "cnn": cnn}
-            timing = {"reference": np.nan, "nufft": t_nufft, "cs": t_cs, "cnn": t_cnn}
+            outputs = {"reference": reference, "nufft": gridded,
+                       "cs": np.abs(cs.images[index]), "cnn": cnn}
+            timing = {"reference": np.nan, "nufft": t_nufft, "cs": cs.seconds / len(nsas),
+                      "cnn": t_cnn}
             images[(seed, nsa)] = outputs
             for method, image in outputs.items():
-                atsc = calibrate_subject(image, volunteer.subject).to_mm(image)
+                calibration = calibrate_subject(image, volunteer.subject)
+                atsc = calibration.to_mm(image)
                 maps[(seed, nsa, method)] = atsc
                 rows.append({"volunteer": seed, "nsa": nsa, "method": method,
                              "snr": estimated_snr(volunteer, image),
@@ -133,8 +201,76 @@ def run(models: dict, *, volunteers=VOLUNTEERS, nsas=calf_data.NSAS, lamda: floa
                              "skin": float(np.median(atsc[skin_roi])),
                              "muscle_true": float(np.median(truth[muscle_roi])),
                              "skin_true": float(np.median(truth[skin_roi])),
-                             "recon_s": timing[method]})
+                             "recon_s": timing[method],
+                             "cs_iterations": (int(cs.iterations[index]) if method == "cs"
+                                               else np.nan),
+                             **{f"tube_{c:g}": float(v) for c, v in zip(
+                                 calibration.concentrations, calibration.signals,
+                                 strict=True)}})
     return pd.DataFrame(rows), images, maps
+
+
+def tube_change(measurements, *, before: str = "nufft", methods=DENOISERS):
+    """How much each denoiser moves each calibration tube: its ROI mean against the input's.
+
+    Parameters
+    ----------
+    measurements : pandas.DataFrame
+        From :func:`run` (the ``tube_<c>`` columns).
+    before : str
+        The method whose image is the denoiser's input (gridding).
+    methods : sequence of str
+        The denoisers compared with it.
+
+    Returns
+    -------
+    per_image : pandas.DataFrame
+        ``volunteer, nsa, method, tube_mm, before, after, change_pct`` with
+        ``change_pct = 100 (after / before − 1)``.
+    summary : pandas.DataFrame
+        Per NSA, method and tube: ``median_pct``, ``q1_pct``, ``q3_pct`` and ``max_abs_pct``
+        (the worst volunteer) of the change.
+    """
+    import pandas as pd
+
+    tubes = [c for c in measurements.columns if c.startswith("tube_")]
+    base = measurements[measurements.method == before].set_index(["volunteer", "nsa"])
+    rows = []
+    for method in methods:
+        after = measurements[measurements.method == method].set_index(["volunteer", "nsa"])
+        for column in tubes:
+            ratio = after[column] / base.loc[after.index, column]
+            for (volunteer, nsa), value in ratio.items():
+                rows.append({"volunteer": volunteer, "nsa": nsa, "method": method,
+                             "tube_mm": float(column.removeprefix("tube_")),
+                             "before": float(base.loc[(volunteer, nsa), column]),
+                             "after": float(after.loc[(volunteer, nsa), column]),
+                             "change_pct": 100.0 * (float(value) - 1.0)})
+    per_image = pd.DataFrame(rows)
+    summary = (per_image.groupby(["nsa", "method", "tube_mm"], sort=False)["change_pct"]
+               .agg(median_pct="median", q1_pct=lambda v: v.quantile(0.25),
+                    q3_pct=lambda v: v.quantile(0.75), max_abs_pct=lambda v: v.abs().max())
+               .reset_index())
+    return per_image, summary
+
+
+def worst_tube_change(summary, *, above_mm: float = 25.0):
+    """Per NSA and method, the largest ``|median change|`` (%) over tubes ≥ ``above_mm``, and
+    the largest change of any one image (``worst_image_pct``): the tube-change columns of the
+    chapter's tables."""
+    part = summary[summary.tube_mm >= above_mm]
+    return (part.assign(abs_median=part.median_pct.abs())
+            .groupby(["nsa", "method"], sort=False)
+            .agg(tube_change_pct=("abs_median", "max"), worst_image_pct=("max_abs_pct", "max"))
+            .reset_index())
+
+
+def tuning_rows(tunings: dict):
+    """The tuning curves of :func:`tune_cs` as one table (``nsa`` added to each row)."""
+    import pandas as pd
+
+    return pd.DataFrame([{**row, "nsa": nsa} for nsa, tuning in tunings.items()
+                         for row in tuning.rows()])
 
 
 def table2(measurements):
