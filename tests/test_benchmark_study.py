@@ -123,3 +123,24 @@ def test_ranking_and_gains_on_a_toy_table():
 def test_unknown_study_is_refused():
     with pytest.raises(ValueError, match="unknown study"):
         bench_data.make_case("knee", 0)
+
+
+def test_two_executions_give_identical_tables():
+    """Same seed, same tables (the chapter is not re-executed under nbval: see the Makefile)."""
+    import torch
+
+    from nacode.denoise.dip import DIPConfig
+
+    models = benchmark.load_models()
+    config = DIPConfig(max_iter=4, base=4, levels=2, window=2, patience=10)
+    torch.use_deterministic_algorithms(True)
+    try:
+        first, second = (benchmark.run(models, levels=(5.0,), n_test=1, cs_iter=30,
+                                       dip_config=config, breast_matrix=32, progress=False)
+                         for _ in range(2))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for a, b in zip(first[:2], second[:2], strict=True):
+        pd.testing.assert_frame_equal(a.drop(columns=["seconds"], errors="ignore"),
+                                      b.drop(columns=["seconds"], errors="ignore"))
+    assert set(first[0].study) == set(bench_data.STUDIES)
