@@ -255,8 +255,14 @@ def bland_altman_plot(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
 
 
 def ranking_plot(gains, order: Mapping[str, list[str]], *, value: str = "psnr_gain",
-                 xlabel: str = "PSNR gain over gridding (dB)"):
-    """One panel per study: each method's mean ``value`` over the noise levels, best on top.
+                 xlabel: str = "PSNR gain over gridding (dB)", width_inches: float = 7.0,
+                 fontsize: float = 9.5):
+    """One panel per study, stacked: each method's mean ``value`` over the noise levels, best
+    on top.
+
+    The figure is ``width_inches`` wide (a page's text width) with every label at
+    ``fontsize`` points, so that it reads at that size when shown at page width; the panels
+    share the x axis so that gains compare across studies.
 
     Parameters
     ----------
@@ -265,6 +271,8 @@ def ranking_plot(gains, order: Mapping[str, list[str]], *, value: str = "psnr_ga
         (:func:`nacode.studies.benchmark.gains`).
     order : mapping of str to list of str
         Study → methods from best to worst (their rank order).
+    width_inches, fontsize : float
+        Figure width and the size of every label (points).
 
     Returns
     -------
@@ -272,27 +280,40 @@ def ranking_plot(gains, order: Mapping[str, list[str]], *, value: str = "psnr_ga
     """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(order), figsize=(3.6 * len(order), 3.2), sharex=True)
-    for ax, (study, methods) in zip(np.atleast_1d(axes), order.items(), strict=True):
-        table = gains[gains["study"] == study].groupby("method")[value].mean()
-        methods = [m for m in methods if m in table.index]
-        heights = [table[m] for m in methods]
-        positions = np.arange(len(methods))[::-1]
-        ax.barh(positions, heights, color=["C2" if h >= 0 else "C3" for h in heights])
-        ax.set_yticks(positions, [f"{i + 1}. {m}" for i, m in enumerate(methods)], fontsize=8)
+    means = {study: gains[gains["study"] == study].groupby("method")[value].mean()
+             for study in order}
+    methods = {study: [m for m in names if m in means[study].index]
+               for study, names in order.items()}
+    rows = [max(len(m), 1) for m in methods.values()]
+    height = 0.55 * len(order) + 0.24 * sum(rows) + 0.5
+    fig, axes = plt.subplots(len(order), 1, squeeze=False, sharex=True,
+                             figsize=(width_inches, height),
+                             gridspec_kw={"height_ratios": rows})
+    for ax, (study, names) in zip(axes[:, 0], methods.items(), strict=True):
+        heights = [means[study][m] for m in names]
+        positions = np.arange(len(names))[::-1]
+        ax.barh(positions, heights, height=0.7,
+                color=["C2" if h >= 0 else "C3" for h in heights])
+        ax.set_yticks(positions, [f"{i + 1}. {m}" for i, m in enumerate(names)])
+        ax.tick_params(labelsize=fontsize)
+        ax.set_ylim(-0.6, len(names) - 0.4)
         ax.axvline(0.0, color="k", lw=0.8)
-        ax.set_title(study)
-        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(study, fontsize=fontsize + 1, loc="left", fontweight="bold")
+    axes[-1, 0].set_xlabel(xlabel, fontsize=fontsize)
+    axes[-1, 0].tick_params(labelbottom=True)
     fig.tight_layout()
     return fig
 
 
-def tuning_curves(rows, *, ncols: int = 4, panel_inches: float = 2.6):
+def tuning_curves(rows, *, ncols: int = 4, panel_inches: float = 2.6, by: str = "R",
+                  label: str = "R", ylabel: str = "validation PSNR (dB)"):
     """One panel per tuned (method, parameter): validation score against the value.
 
     ``rows`` is a :class:`pandas.DataFrame` (or records) with ``method``, ``parameter``,
     ``value``, ``score``, ``chosen`` (e.g. the concatenated ``Tuning.rows()``) and optionally
-    ``R``, which adds one curve per R. Log-scaled x; the chosen value is ringed.
+    a column ``by`` (default ``R``; e.g. ``nsa``), which adds one curve per value, labelled
+    ``f"{label} = {value}"``. Log-scaled x; the chosen value is ringed.
     """
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -306,12 +327,12 @@ def tuning_curves(rows, *, ncols: int = 4, panel_inches: float = 2.6):
                              figsize=(panel_inches * min(ncols, len(groups)),
                                       0.8 * panel_inches * nrows))
     for ax, ((method, parameter), group) in zip(axes.flat, groups, strict=False):
-        curves = group.groupby("R") if "R" in group and group["R"].notna().any() else [(None,
-                                                                                       group)]
+        curves = (group.groupby(by) if by in group and group[by].notna().any()
+                  else [(None, group)])
         for rate, curve in curves:
             curve = curve.sort_values("value")
             ax.plot(curve["value"], curve["score"], marker=".",
-                    label=None if rate is None else f"R = {rate:g}")
+                    label=None if rate is None else f"{label} = {rate:g}")
             picked = curve[curve["chosen"].astype(bool)]
             ax.plot(picked["value"], picked["score"], "o", mfc="none", ms=9, color="k")
         ax.set_xscale("log")
@@ -321,6 +342,6 @@ def tuning_curves(rows, *, ncols: int = 4, panel_inches: float = 2.6):
             ax.legend(fontsize=7)
     for ax in axes.flat[len(groups):]:
         ax.axis("off")
-    fig.supylabel("validation PSNR (dB)", fontsize=9)
+    fig.supylabel(ylabel, fontsize=9)
     fig.tight_layout()
     return fig

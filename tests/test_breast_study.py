@@ -119,6 +119,10 @@ def test_target_and_wilcoxon_tables_on_synthetic_scores():
     assert beyond["psnr_vs_dTV (fused)"].iloc[0] == pytest.approx(1.0, abs=0.3)
     cells = tables.formatted(metrics.assign(combine="adaptive"))
     assert list(cells.columns) == ["method", "R = 4"] and " ± " in cells["R = 4"].iloc[0]
+    wide = tables.wide_medians(metrics.assign(combine="adaptive"))
+    assert list(wide.columns) == ["method", "R = 4", "R = 4 IQR"]
+    median, iqr = wide["R = 4"].iloc[0], wide["R = 4 IQR"].iloc[0]
+    assert cells["R = 4"].iloc[0] == f"{median:.2f} ± {iqr:.2f}"
 
 
 def _run(scans):

@@ -220,19 +220,30 @@ def tuning_rows(classical: dict):
                          for row in tuning.rows()])
 
 
-def formatted(metrics, metric: str = "psnr", *, cohort: str = "healthy",
-              combine: str = "adaptive", digits: int = 2):
-    """Methods × R, each cell ``median ± IQR`` of ``metric`` over the subjects of ``cohort``
-    (the CSV keeps the raw values; this is for the page)."""
+def wide_medians(metrics, metric: str = "psnr", *, cohort: str = "healthy",
+                 combine: str = "adaptive"):
+    """Methods × R of ``metric`` over the subjects of ``cohort``: columns ``method``, then
+    ``R = <r>`` (median) and ``R = <r> IQR`` for each undersampling factor (raw numbers, for
+    :func:`nacode.tables.show`, which merges each pair into one ``median ± IQR`` cell)."""
     import pandas as pd
 
     data = metrics[(metrics.cohort == cohort) & (metrics["combine"] == combine)
                    & (metrics.R > 1)]
     grouped = data.groupby(["method", "R"])[metric]
     q1, q2, q3 = (grouped.quantile(q).unstack("R") for q in (0.25, 0.5, 0.75))
-    cells = q2.apply(lambda col: [f"{m:.{digits}f} ± {i:.{digits}f}" for m, i in
-                                  zip(col, (q3 - q1)[col.name], strict=True)])
-    order = [m for m in METHODS if m in cells.index]
-    cells = cells.loc[order]
-    cells.columns = [f"R = {r}" for r in cells.columns]
-    return pd.DataFrame(cells).rename_axis("method").reset_index()
+    order = [m for m in METHODS if m in q2.index]
+    columns = {}
+    for rate in q2.columns:
+        columns[f"R = {rate}"] = q2.loc[order, rate]
+        columns[f"R = {rate} IQR"] = (q3 - q1).loc[order, rate]
+    return pd.DataFrame(columns).rename_axis("method").reset_index()
+
+
+def formatted(metrics, metric: str = "psnr", *, cohort: str = "healthy",
+              combine: str = "adaptive", digits: int = 2):
+    """Methods × R, each cell ``median ± IQR`` of ``metric`` over the subjects of ``cohort``,
+    as strings (:func:`wide_medians` through :func:`nacode.tables.show`)."""
+    from nacode.tables import show
+
+    return show(wide_medians(metrics, metric, cohort=cohort, combine=combine),
+                digits=digits).data

@@ -27,6 +27,12 @@ from nacode.recon.calibration import calibrate_subject, roi_stats, tissue_roi
 #: Estimated SNR of the calf paper's 150-average reference images (Table 2: 6.7 ± 1.2).
 REFERENCE_SNR = 6.7
 REFERENCE_NSA = 150
+#: The calf paper's estimated SNR of its in-vivo NUFFT images per number of averages, as
+#: (median, IQR) over the volunteers (Table 2; 150 averages: the reference images).
+PAPER_SNR = {150: (6.7, 1.2), 50: (4.4, 0.5), 40: (4.1, 0.5), 30: (3.6, 0.5), 20: (2.9, 0.4),
+             10: (2.2, 0.4)}
+#: The calf paper's in-vivo aTSC at 150 averages, (median, IQR) in mM over the volunteers.
+PAPER_ATSC = {"muscle": (21.5, 3.0), "skin": (18.8, 5.1)}
 
 
 @lru_cache(maxsize=1)
