@@ -43,8 +43,9 @@ UNITS = {"ms": "ms", "s": "s", "min": "min", "h": "h", "mm": "mm", "ml": "mL", "
          "db": "dB", "dB": "dB", "pct": "%", "percent": "%"}
 #: What a missing cell shows.
 MISSING = "—"
-#: Text cells up to this many characters (method names) never wrap; longer ones may.
-SHORT_TEXT = 24
+#: Text cells up to this many characters (method names such as "DIP-Fusion") never wrap;
+#: longer ones may, so that a table of up to eight columns fits the page.
+SHORT_TEXT = 14
 #: Page-fitting CSS: small font, headers that wrap between words, numbers that do not.
 TABLE_STYLES = [
     {"selector": "", "props": "font-size: 0.82em; border-collapse: collapse; width: auto; "
