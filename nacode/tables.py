@@ -253,8 +253,9 @@ def show(table, *, labels: Mapping[Any, str] | None = None,
     Returns
     -------
     pandas.io.formats.style.Styler
-        Strings only, index hidden, with :data:`TABLE_STYLES`; text columns left-aligned,
-        wrapping only where a cell is longer than :data:`SHORT_TEXT` characters.
+        Strings only, index hidden, with :data:`TABLE_STYLES`; text columns left-aligned;
+        text and ``median ± IQR`` cells wrap at spaces only in columns with a cell longer
+        than :data:`SHORT_TEXT` characters.
 
     Examples
     --------
@@ -293,17 +294,17 @@ def show(table, *, labels: Mapping[Any, str] | None = None,
         return digits
 
     shown: dict[str, list[str]] = {}
-    text_columns: list[str] = []  # text that may wrap
+    wrapping: set[str] = set()  # long text, and long "median ± IQR" cells, may wrap
     numeric_columns: set[str] = set()
 
-    def add(header: str, cells: list[str], numeric: bool) -> None:
+    def add(header: str, cells: list[str], numeric: bool, spread: bool = False) -> None:
         while header in shown:
             header += " "
         shown[header] = cells
         if numeric:
             numeric_columns.add(header)
-        elif max((len(c) for c in cells), default=0) > SHORT_TEXT:
-            text_columns.append(header)  # long text wraps; names and numbers do not
+        if (spread or not numeric) and max((len(c) for c in cells), default=0) > SHORT_TEXT:
+            wrapping.add(header)  # names and plain numbers never wrap
 
     for column in order:
         values = data[column]
@@ -330,7 +331,7 @@ def show(table, *, labels: Mapping[Any, str] | None = None,
                 header = label(column).replace("median", form)
         else:
             cells = [format_number(v, d) for v in values]
-        add(header or label(column), cells, numeric or column in spreads)
+        add(header or label(column), cells, numeric or column in spreads, column in spreads)
         if column in paper:
             theirs = paper[column]
             if column in paper_columns:
@@ -356,11 +357,12 @@ def show(table, *, labels: Mapping[Any, str] | None = None,
     styler.hide(axis="index")
     styler.set_table_attributes('class="dataframe nacode-table"')
     styler.set_table_styles(TABLE_STYLES)
-    left = [c for c in shown if c not in numeric_columns]
-    if left:
-        styler.set_table_styles({c: [{"selector": "td", "props": "text-align: left;"
-                                      + (" white-space: normal;" if c in text_columns else "")}]
-                                 for c in left}, overwrite=False)
+    special = {c: ("" if c in numeric_columns else "text-align: left; ")
+               + ("white-space: normal;" if c in wrapping else "") for c in shown}
+    special = {c: props.strip() for c, props in special.items() if props}
+    if special:
+        styler.set_table_styles({c: [{"selector": "td", "props": props}]
+                                 for c, props in special.items()}, overwrite=False)
     if caption:
         styler.set_caption(caption)
     return styler

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,3 +127,13 @@ def test_page_fitting_styles_and_missing_columns(raw):
     with pytest.raises(KeyError, match="not in the table"):
         tables.show(raw, paper={"nope": 1.0})
 
+
+
+def test_long_cells_wrap_and_names_do_not():
+    data = pd.DataFrame({"method": ["DIP-Fusion"], "what": ["a long description " * 3],
+                         "median_s": [0.00355], "iqr_s": [0.0000793]})
+    html = tables.show(data, digits=".3g").to_html()
+    rules = dict(re.findall(r"td\.(col\d) \{([^}]*)\}", html))
+    assert "normal" not in rules["col0"] and "left" in rules["col0"]  # a name stays whole
+    assert "white-space: normal" in rules["col1"]  # long text wraps
+    assert "white-space: normal" in rules["col2"] and "left" not in rules["col2"]  # ± cell
