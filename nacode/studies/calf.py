@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nacode.evaluate.tuning import log_grid
 from nacode.studies import calf_data
 
 #: Default corpus: 45 deformed brains × 40 slices + 100 procedural calves = 1,900 images.
@@ -155,8 +156,8 @@ def train_models(nsas=calf_data.NSAS, *, epochs: int = 100, time_budget_s: float
     return records
 
 
-GAUSSIAN_SIGMAS = (0.1, 0.178, 0.316, 0.562, 1.0, 1.78, 3.16, 5.62, 10.0)  # px, 4 per decade
-NLM_H = (0.01, 0.0178, 0.0316, 0.0562, 0.1, 0.178, 0.316, 0.562, 1.0)  # of the input's range
+GAUSSIAN_SIGMAS = log_grid(0.1, 10.0, per_decade=4)  # px
+NLM_H = log_grid(0.01, 1.0, per_decade=4)  # of the input's range
 
 
 def load_models(nsas=calf_data.NSAS, weights_dir: Path = WEIGHTS_DIR, *, verify: bool = True):
@@ -268,18 +269,24 @@ def tube_roi(clean: np.ndarray, *, diameter: float = 12.0, margin: float = 2.0,
     -------
     ndarray of bool, shape (N, N)
     """
+    best, roi = -np.inf, None
+    for disc in _tube_candidates(clean.shape[0], diameter - 2 * margin, distance):
+        value = float(clean[disc].mean())
+        if value > best:
+            best, roi = value, disc
+    return roi.copy()  # the candidates are cached and shared
+
+
+@lru_cache(maxsize=8)
+def _tube_candidates(n: int, diameter: float, distance: tuple[int, int]
+                     ) -> tuple[np.ndarray, ...]:
+    """Every disc :func:`tube_roi` considers on an ``n × n`` image (computed once per size)."""
     from nacode.physics.proton import tube_disc
 
-    n = clean.shape[0]
-    best, roi = -np.inf, None
     offsets = range(distance[0], distance[1] + 1)
-    for row in (*offsets, *(n - 1 - o for o in offsets)):
-        for col in (*offsets, *(n - 1 - o for o in offsets)):
-            disc = tube_disc(n, (row, col), diameter - 2 * margin, 0.0) > 0.5
-            value = float(clean[disc].mean())
-            if value > best:
-                best, roi = value, disc
-    return roi
+    places = (*offsets, *(n - 1 - o for o in offsets))
+    return tuple(tube_disc(n, (row, col), diameter, 0.0) > 0.5 for row in places
+                 for col in places)
 
 
 def tube_diagnosis(models: dict, pairs: dict, *, restore_px: float = 2.0):

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from nacode.evaluate.tuning import log_grid
 from nacode.physics import noise
 from nacode.physics.acquire import downsample
 from nacode.recon.calibration import calibrate_subject, tissue_roi
@@ -30,7 +31,7 @@ from nacode.studies.primer import CalfScan, calf_scan, estimated_snr
 VOLUNTEERS = tuple(range(10))
 TUNING_VOLUNTEERS = (98, 99)
 REFERENCE_NSA = 150
-CS_GRID = (0.001, 0.00215, 0.00464, 0.01, 0.0215, 0.0464, 0.1)  # log_grid(0.001, 0.1)
+CS_GRID = log_grid(0.001, 0.1)  # 7 values over two decades
 CS_TOL = 1e-4  # per-iteration relative change of a converged CS image: within 0.01 dB of 1e-5
 METHODS = ("reference", "nufft", "cs", "cnn")
 DENOISERS = ("cs", "cnn")  # the methods whose tubes are compared with the gridded input
