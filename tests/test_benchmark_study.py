@@ -144,3 +144,8 @@ def test_two_executions_give_identical_tables():
         pd.testing.assert_frame_equal(a.drop(columns=["seconds"], errors="ignore"),
                                       b.drop(columns=["seconds"], errors="ignore"))
     assert set(first[0].study) == set(bench_data.STUDIES)
+    tuning = first[1]
+    assert (tuning.groupby(["study", "snr", "method"]).chosen.sum() == 1).all()
+    spans = tuning[tuning.method != "calf CNN"].groupby(["study", "method"]).value.agg(
+        lambda v: np.log10(v.max() / v.min()))
+    assert (spans >= 2).all()  # the shared protocol's two decades, for every tuned method

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,3 +199,42 @@ def test_bm4d_baseline_is_skipped_cleanly_when_not_installed(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_bm4d)
     assert bm4d_volume(np.zeros((8, 8, 8), np.float32)) is None
+
+
+def test_evaluate_scores_every_method_and_two_executions_agree(scan):
+    """End to end on one fold (validation and test subject: the same scan, for speed).
+
+    Same seed, same tables: the chapter is not re-executed under nbval (see the Makefile).
+    """
+    import torch
+
+    from nacode.denoise.dae import PatchDAE
+
+    z = slice(scan.brain_mask.shape[2] // 2 - 6, scan.brain_mask.shape[2] // 2 + 6)
+    slab = dataclasses.replace(  # 12 central slices: the tubes run through them
+        scan, acquisitions=scan.acquisitions[..., z], noiseless=scan.noiseless[..., z],
+        truth_mm=scan.truth_mm[..., z], brain_mask=scan.brain_mask[..., z],
+        fractions={k: v[..., z] for k, v in scan.fractions.items()},
+        tube_labels=scan.tube_labels[..., z])
+    torch.manual_seed(0)
+    models = {1: PatchDAE()}
+    fold = brain_data.Fold(index=1, train=(), val=(0,), test=(1,))
+    first, second = (brain.evaluate([slab, slab], [fold], models, progress=False)
+                     for _ in range(2))
+    for name in ("per_volume", "scores", "tubes"):
+        pd.testing.assert_frame_equal(getattr(first, name).drop(columns="seconds",
+                                                                errors="ignore"),
+                                      getattr(second, name).drop(columns="seconds",
+                                                                 errors="ignore"))
+    for key, error in first.errors.items():
+        np.testing.assert_array_equal(error, second.errors[key])
+    table = first.per_volume
+    assert len(table) == 3 * len(set(table.method)) and {"input", "NLM", "DAE"} <= set(
+        table.method)
+    tuning = first.tunings[1]
+    assert not tuning.on_edge and tuning.decades >= 2 and table.h.dropna().eq(tuning.best).all()
+    rows = brain.tuning_rows(first.tunings)
+    assert rows.chosen.sum() == 1 and set(rows.fold) == {1}
+    # the tuned NLM beats the input against the mean of three
+    psnr = table.groupby("method").psnr.mean()
+    assert psnr["NLM"] > psnr["input"]

@@ -94,3 +94,20 @@ def test_cs_converges_and_tuning_picks_an_interior_lambda():
     assert not tunings[10].on_edge and tunings[10].decades >= 2
     rows = cv.tuning_rows(tunings)
     assert set(rows.nsa) == {10} and rows.chosen.sum() == 1
+
+
+def test_two_executions_give_identical_tables(measured):
+    """Same seed, same tables (the chapter is not re-executed under nbval: see the Makefile)."""
+    torch.manual_seed(0)
+    models = {30: ResidualDnCNN(blocks=1, channels=8)}
+    again = cv.run(models, volunteers=(0, 1, 2), nsas=(30, 50), lamdas={30: 0.03, 50: 0.02},
+                   cs_tol=1e-3, progress=False)
+    first, second = (frame.drop(columns="recon_s") for frame in (measured[0], again[0]))
+    pd.testing.assert_frame_equal(first, second)
+    for key, image in measured[2].items():
+        np.testing.assert_array_equal(image, again[2][key])
+    for one, two in zip(cv.table2(measured[0]), cv.table2(again[0]), strict=True):
+        pd.testing.assert_frame_equal(one, two)
+    tunings = [cv.tune_cs(nsas=(10,), grid=(0.003, 0.03, 0.3), seeds=(99,), tol=1e-3)
+               for _ in range(2)]
+    pd.testing.assert_frame_equal(*(cv.tuning_rows(t) for t in tunings))

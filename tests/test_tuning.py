@@ -42,6 +42,22 @@ def test_a_winning_edge_extends_the_grid_evaluating_only_new_values(optimum, exp
     assert all(len(c) == 1 for c in calls[1:])  # one new candidate per extension
 
 
+def test_refinement_closes_in_on_an_optimum_between_grid_points():
+    evaluate, calls = _parabola(0.03)  # between the grid points 0.0215 and 0.0464
+    coarse = tune("NLM", "h", evaluate, log_grid(0.001, 0.1))
+    evaluate, calls = _parabola(0.03)
+    fine = tune("NLM", "h", evaluate, log_grid(0.001, 0.1), refine=2)
+    # each round evaluates the two midpoints around the winner, and only those
+    assert [len(c) for c in calls] == [7, 2, 2] and set(coarse.values) < set(fine.values)
+    assert abs(np.log10(fine.best / 0.03)) < abs(np.log10(coarse.best / 0.03))
+    assert abs(np.log10(fine.best / 0.03)) < np.log10(10) / 3 / 4 + 1e-9  # a quarter step
+    assert not fine.on_edge and fine.extensions == 0
+    # an optimum on the edge after the extensions is not refined
+    evaluate, calls = _parabola(100.0)
+    assert tune("x", "y", evaluate, (0.01, 0.1, 1.0), max_extensions=1, refine=2).on_edge
+    assert len(calls) == 2
+
+
 def test_an_optimum_beyond_the_allowed_extensions_is_reported_on_the_edge():
     evaluate, _ = _parabola(100.0)
     result = tune("DIP-Fusion", "λ1", evaluate, (0.01, 0.1, 1.0), max_extensions=1)

@@ -95,7 +95,7 @@ class Tuning:
 
 def tune(method: str, parameter: str, evaluate: Callable[[list[float]], Sequence[float]],
          grid: Sequence[float], *, maximise: bool = True, min_decades: float = 2.0,
-         max_extensions: int = 2) -> Tuning:
+         max_extensions: int = 2, refine: int = 0) -> Tuning:
     """Choose one parameter on validation data by the shared protocol.
 
     Parameters
@@ -114,6 +114,10 @@ def tune(method: str, parameter: str, evaluate: Callable[[list[float]], Sequence
         Required span of ``grid`` (log10 of max / min).
     max_extensions : int
         How many times the grid may grow past an end that wins.
+    refine : int
+        Rounds of refinement once the winner is interior: each evaluates the geometric
+        midpoints between the winner and its two neighbours (two candidates per round), so a
+        coarse two-decade grid still ends near the optimum.
 
     Returns
     -------
@@ -154,6 +158,15 @@ def tune(method: str, parameter: str, evaluate: Callable[[list[float]], Sequence
         ratio = ordered[1] / ordered[0] if at_low else ordered[-1] / ordered[-2]
         run([float(f"{(ordered[0] / ratio if at_low else ordered[-1] * ratio):.3g}")])
         extensions += 1
+    for _ in range(refine if best not in (ordered[0], ordered[-1]) else 0):
+        i = ordered.index(best)
+        middles = {float(f"{np.sqrt(best * ordered[j]):.3g}") for j in (i - 1, i + 1)}
+        middles = sorted(middles - set(ordered))
+        if not middles:  # the grid is as fine as 3 digits allow
+            break
+        run(middles)
+        ordered = sorted(scores)
+        best = max(ordered, key=lambda v: sign * scores[v])
     ordered = sorted(scores)
     return Tuning(method=method, parameter=parameter, values=tuple(ordered),
                   scores=tuple(scores[v] for v in ordered), best=best,

@@ -16,34 +16,47 @@ from dataclasses import replace
 
 import numpy as np
 
+from nacode.evaluate.tuning import Tuning, choose, log_grid
+from nacode.evaluate.tuning import tune as tune_protocol
 from nacode.studies.benchmark_data import STUDIES, Noisy, acquire_noisy, cases, score
 
 METHODS = ("gridding", "Gaussian", "NLM", "BM3D", "CS-TV", "dTV (1H)", "calf CNN", "brain DAE",
            "DIP", "DIP-Fusion")
-GAUSSIAN_SIGMAS = (0.5, 0.8, 1.2, 1.8)
-NLM_H = (0.6, 0.9, 1.2, 1.6)  # in units of the estimated noise SD
-CS_LAMBDAS = (0.001, 0.003, 0.01, 0.03)  # relative to an image whose gridding peaks at 1
-DTV_LAMBDAS = (0.003, 0.01, 0.03, 0.1)
+#: First grids of the shared tuning protocol (:func:`tune`): two decades each, extended past a
+#: winning edge and refined around the winner
+GAUSSIAN_SIGMAS = log_grid(0.1, 10.0)  # pixels
+NLM_H = log_grid(0.1, 10.0)  # in units of the estimated noise SD
+CS_LAMBDAS = log_grid(0.001, 0.1)  # relative to an image whose gridding peaks at 1
+DTV_LAMBDAS = log_grid(0.001, 0.1)
+REFINE = 2  # refinement rounds of nacode.evaluate.tuning.tune
 
-
-def _variational(noisy: Noisy, lamda: float, max_iter: int, prior: bool) -> np.ndarray:
+def _variational(noisy: Noisy, lamda, max_iter: int, prior: bool) -> np.ndarray:
     """CS-TV (``prior`` False) or dTV with the case's 1H image as prior, run to convergence
-    (:func:`nacode.recon.variational.reconstruct`, at most ``max_iter`` iterations)."""
+    (:func:`nacode.recon.variational.reconstruct`, at most ``max_iter`` iterations).
+
+    ``lamda`` is one λ (returns an (N, N) image in mM) or a list of them, reconstructed as one
+    batch (returns (len(lamda), N, N)).
+    """
     import torch
 
     from nacode.denoise.priors import fuse
     from nacode.recon.variational import reconstruct
 
     r = noisy.recon
+    lamdas = np.atleast_1d(np.asarray(lamda, dtype=np.float64))
+    copies = lamdas.size
     xi = None
     if prior:
         proton = torch.as_tensor(noisy.case.proton[None])
         xi = fuse(proton, proton, alpha=1.0).xi
-    result = reconstruct(r.traj.coord.reshape(-1, 2), torch.as_tensor(r.maps[None]),
+    kspace = torch.as_tensor(r.kspace.reshape(1, r.kspace.shape[0], -1))
+    result = reconstruct(r.traj.coord.reshape(-1, 2),
+                         torch.as_tensor(r.maps[None]).expand(copies, *r.maps.shape),
                          torch.as_tensor(r.weights.reshape(-1)),
-                         torch.as_tensor(r.kspace.reshape(1, r.kspace.shape[0], -1)), lamda, xi,
+                         kspace.expand(copies, *kspace.shape[1:]), lamdas.tolist(), xi,
                          max_iter=max_iter)
-    return np.abs(result.images[0]) * noisy.case.factor
+    images = np.abs(result.images) * noisy.case.factor
+    return images if np.ndim(lamda) else images[0]
 
 
 def _cnn(noisy: Noisy, model) -> np.ndarray:
@@ -86,24 +99,40 @@ def image_methods(models: dict, tuned: dict, cs_iter: int) -> dict:
     }
 
 
-def tune(val: Noisy, models: dict, cs_iter: int) -> tuple[dict, list[dict]]:
-    """Each method's parameter with the best PSNR on the validation case at this level.
+def tune(val: Noisy, models: dict, cs_iter: int) -> tuple[dict, list[Tuning]]:
+    """Each method's parameter on the validation case at this level, by the shared protocol.
 
-    Returns the choice per method and one row per candidate (method, value, PSNR).
+    Gaussian σ, NLM h and the CS-TV and dTV λ go through
+    :func:`nacode.evaluate.tuning.tune` (two decades, extended past a winning edge, refined
+    :data:`REFINE` times around the winner; CS-TV and dTV batch their candidates, each run
+    to its convergence rule); the calf CNN's NSA model is a categorical choice
+    (:func:`~nacode.evaluate.tuning.choose`). The score is the validation PSNR.
+
+    Returns the choice per method and the :class:`~nacode.evaluate.tuning.Tuning` of each.
     """
-    grids = {"Gaussian": GAUSSIAN_SIGMAS, "NLM": NLM_H, "CS-TV": CS_LAMBDAS,
-             "dTV (1H)": DTV_LAMBDAS,
-             "calf CNN": tuple(sorted(models["calf"]))}
-    chosen, rows = {}, []
-    for method, values in grids.items():
-        scores = {}
-        for value in values:
-            f = image_methods(models, {method: value}, cs_iter)[method]
-            scores[value] = score(val.case, f(val))["psnr"]
-            rows.append({"study": val.case.study, "snr": val.snr, "method": method,
-                         "value": value, "psnr": scores[value]})
-        chosen[method] = max(scores, key=scores.get)
-    return chosen, rows
+    def psnrs(images) -> list[float]:
+        return [score(val.case, image)["psnr"] for image in images]
+
+    def filtered(method: str):
+        def evaluate(values: list[float]) -> list[float]:
+            return psnrs(image_methods(models, {method: v}, cs_iter)[method](val)
+                         for v in values)
+        return evaluate
+
+    def variational(prior: bool):
+        return lambda values: psnrs(_variational(val, values, cs_iter, prior=prior))
+
+    tunings = [
+        tune_protocol("Gaussian", "σ (pixels)", filtered("Gaussian"), GAUSSIAN_SIGMAS,
+                      refine=REFINE),
+        tune_protocol("NLM", "h (noise SD)", filtered("NLM"), NLM_H, refine=REFINE),
+        tune_protocol("CS-TV", "λ", variational(False), CS_LAMBDAS, refine=REFINE),
+        tune_protocol("dTV (1H)", "λ", variational(True), DTV_LAMBDAS, refine=REFINE),
+        choose("calf CNN", "NSA model", {
+            nsa: psnrs([image_methods(models, {"calf CNN": nsa}, cs_iter)["calf CNN"](val)])[0]
+            for nsa in sorted(models["calf"])}),
+    ]
+    return {t.method: t.best for t in tunings}, tunings
 
 
 def run_images(noisy: list[Noisy], models: dict, tuned: dict, cs_iter: int
@@ -258,7 +287,9 @@ def run(models: dict, *, levels=(5.0, 10.0), n_test: int = 2, cs_iter: int = 40,
     per_image : pandas.DataFrame
         ``study, seed, snr, method, psnr, ssim, tsc_error, tsc_voxel_error, seconds``.
     tuning : pandas.DataFrame
-        Validation PSNR of every candidate parameter, with ``chosen``.
+        Every candidate of every tuning (:meth:`~nacode.evaluate.tuning.Tuning.rows`:
+        ``method, parameter, value, score`` (validation PSNR), ``chosen``) with ``study``,
+        ``snr`` and ``on_edge`` (the winner still at an end of its extended grid).
     examples : dict
         Per study, images in mM of its first test case at the lowest SNR: ``truth``,
         ``noiseless`` and one per method.
@@ -274,9 +305,9 @@ def run(models: dict, *, levels=(5.0, 10.0), n_test: int = 2, cs_iter: int = 40,
         val_case, test_cases = cases(study, n_test, breast_matrix=breast_matrix)
         tuned = {}
         for snr in levels:
-            tuned[snr], candidates = tune(acquire_noisy(val_case, snr, seed), models, cs_iter)
-            tuning_rows += [{**c, "chosen": c["value"] == tuned[snr][c["method"]]}
-                            for c in candidates]
+            tuned[snr], tunings = tune(acquire_noisy(val_case, snr, seed), models, cs_iter)
+            tuning_rows += [{"study": study, "snr": snr, **row, "on_edge": t.on_edge}
+                            for t in tunings for row in t.rows()]
         noisy = [acquire_noisy(case, snr, seed) for case in test_cases for snr in levels]
         image_rows, images = run_images(noisy, models, tuned, cs_iter)
         dip_rows, dip_images = run_dips(noisy, dip_config, device=device)

@@ -17,12 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from nacode.evaluate.tuning import Tuning, log_grid, tune
 from nacode.studies import brain_data as bd
 from nacode.studies import brain_eval as be
 from nacode.studies.calf import WEIGHTS_DIR, manifest_digests
 
 ADDED_NOISE = 0.5  # training noise SD / the acquisition's own noise SD (the paper: unstated)
-NLM_H = (0.4, 0.6, 0.8, 1.0, 1.3, 1.6)  # NLM strengths tried, × the estimated noise SD
+#: NLM strengths tried first (× the estimated noise SD): two decades, refined around the winner
+NLM_H = log_grid(0.1, 10.0)
+NLM_REFINE = 2  # refinement rounds of :func:`~nacode.evaluate.tuning.tune` (2 values each)
 PURITY = 0.75  # a voxel counts as GM / WM / CSF when this fraction of it is that tissue
 #: The paper's Tables 2 and 3: relative improvement in % (mean, median, σ).
 PAPER_TABLE2 = {"NLM": (1.95, 1.96, 0.33), "DAE": (2.37, 2.42, 0.50)}
@@ -131,18 +134,24 @@ def _scores(reference, noiseless, image, mask) -> dict[str, float]:
             "ssim_noiseless": masked_ssim(noiseless, image, mask)}
 
 
-def tune_nlm(scans: list[bd.BrainScan], subjects, values=NLM_H) -> tuple[float, dict]:
-    """NLM strength with the best mean pSNR against the reference on ``subjects``."""
+def tune_nlm(scans: list[bd.BrainScan], subjects, grid=NLM_H, *,
+             refine: int = NLM_REFINE) -> Tuning:
+    """NLM strength by the book's one protocol (:func:`~nacode.evaluate.tuning.tune`).
+
+    The score is the mean masked pSNR (the paper's equation 1) against the reference over
+    every acquisition of the validation ``subjects``; NLM has no convergence rule, one
+    application is its result.
+    """
     from nacode.denoise.classic import nlm_volume
     from nacode.evaluate.metrics import masked_psnr
 
-    scores = {}
-    for h in values:
-        scores[float(h)] = float(np.mean([
+    def evaluate(values: list[float]) -> list[float]:
+        return [float(np.mean([
             masked_psnr(scans[s].reference, nlm_volume(acq, h, scans[s].brain_mask),
                         scans[s].brain_mask)
-            for s in subjects for acq in scans[s].acquisitions]))
-    return max(scores, key=scores.get), scores
+            for s in subjects for acq in scans[s].acquisitions])) for h in values]
+
+    return tune("NLM", "h", evaluate, grid, refine=refine)
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,8 @@ class Evaluation:
     tubes : pandas.DataFrame
         Each calibration tube's mean before and after, per volume and method
         (:func:`~nacode.studies.brain_eval.tube_rows`; also ``reference`` and ``noiseless``).
+    tunings : dict of int to Tuning
+        The NLM strength's tuning on each fold's validation subject (:func:`tune_nlm`).
     """
 
     per_volume: object
@@ -177,6 +188,15 @@ class Evaluation:
     examples: dict
     scores: object
     tubes: object
+    tunings: dict
+
+
+def tuning_rows(tunings: dict):
+    """Every fold's NLM tuning candidates as one table (``fold`` column added)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"fold": fold, **row} for fold, tuning in tunings.items()
+                         for row in tuning.rows()])
 
 
 def evaluate(scans: list[bd.BrainScan], folds: list[bd.Fold], models: dict, *,
@@ -198,8 +218,9 @@ def evaluate(scans: list[bd.BrainScan], folds: list[bd.Fold], models: dict, *,
 
     rows, errors, examples, scores, tubes = [], {}, {}, [], []
     jobs = [(fold, s, a) for fold in folds for s in fold.test for a in range(bd.N_ACQUISITIONS)]
-    tuned = {fold.index: tune_nlm(scans, fold.val)[0] for fold in
-             tqdm(folds, desc="tuning NLM", disable=not progress)}
+    tunings = {fold.index: tune_nlm(scans, fold.val) for fold in
+               tqdm(folds, desc="tuning NLM", disable=not progress)}
+    tuned = {index: tuning.best for index, tuning in tunings.items()}
     for fold, s, a in tqdm(jobs, desc="test volumes", disable=not progress):
         scan = scans[s]
         mask, acquisition = scan.brain_mask, scan.acquisitions[a]
@@ -241,7 +262,7 @@ def evaluate(scans: list[bd.BrainScan], folds: list[bd.Fold], models: dict, *,
                         "mask": mask, "subject": s}
     errors = {key: np.concatenate(parts) for key, parts in errors.items()}
     return Evaluation(pd.DataFrame(rows), errors, examples, pd.DataFrame(scores),
-                      pd.DataFrame(tubes))
+                      pd.DataFrame(tubes), tunings)
 
 
 def improvement_table(per_volume, metric: str = "psnr"):
