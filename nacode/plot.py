@@ -256,7 +256,7 @@ def bland_altman_plot(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
 
 def ranking_plot(gains, order: Mapping[str, list[str]], *, value: str = "psnr_gain",
                  xlabel: str = "PSNR gain over gridding (dB)", width_inches: float = 7.0,
-                 fontsize: float = 9.5):
+                 fontsize: float = 9.5, intervals: Mapping | None = None):
     """One panel per study, stacked: each method's mean ``value`` over the noise levels, best
     on top.
 
@@ -273,6 +273,9 @@ def ranking_plot(gains, order: Mapping[str, list[str]], *, value: str = "psnr_ga
         Study → methods from best to worst (their rank order).
     width_inches, fontsize : float
         Figure width and the size of every label (points).
+    intervals : mapping, optional
+        ``{(study, method): (low, high)}``: an interval of each method's mean rank (e.g. the
+        bootstrap's, :func:`nacode.evaluate.intervals.rank_intervals`), printed after its name.
 
     Returns
     -------
@@ -294,7 +297,14 @@ def ranking_plot(gains, order: Mapping[str, list[str]], *, value: str = "psnr_ga
         positions = np.arange(len(names))[::-1]
         ax.barh(positions, heights, height=0.7,
                 color=["C2" if h >= 0 else "C3" for h in heights])
-        ax.set_yticks(positions, [f"{i + 1}. {m}" for i, m in enumerate(names)])
+
+        def label(i: int, m: str, study: str = study) -> str:
+            if intervals is None or (study, m) not in intervals:
+                return f"{i + 1}. {m}"
+            low, high = intervals[(study, m)]
+            return f"{i + 1}. {m}  [rank {low:.1f}–{high:.1f}]"
+
+        ax.set_yticks(positions, [label(i, m) for i, m in enumerate(names)])
         ax.tick_params(labelsize=fontsize)
         ax.set_ylim(-0.6, len(names) - 0.4)
         ax.axvline(0.0, color="k", lw=0.8)

@@ -219,7 +219,8 @@ def test_evaluate_scores_every_method_and_two_executions_agree(scan):
     torch.manual_seed(0)
     models = {1: PatchDAE()}
     fold = brain_data.Fold(index=1, train=(), val=(0,), test=(1,))
-    first, second = (brain.evaluate([slab, slab], [fold], models, progress=False)
+    first, second = (brain.evaluate([slab, slab], [fold], models, tuning_acquisitions=1,
+                                    progress=False)
                      for _ in range(2))
     for name in ("per_volume", "scores", "tubes"):
         pd.testing.assert_frame_equal(getattr(first, name).drop(columns="seconds",

@@ -24,3 +24,20 @@ def test_ranking_figure_reads_at_page_width():
                                            ax.xaxis.label, ax.title) if t.get_text()]
     assert texts and min(t.get_fontsize() for t in texts) * 7.0 / width >= 9.0
     plt.close(fig)
+
+
+def test_ranking_figure_prints_each_rank_interval_after_its_method():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nacode import plot
+
+    gains = pd.DataFrame([{"study": "calf", "snr": 5, "method": m, "psnr_gain": g}
+                          for m, g in (("CS-TV", 2.0), ("NLM", 1.0))])
+    fig = plot.ranking_plot(gains, {"calf": ["CS-TV", "NLM"]},
+                            intervals={("calf", "CS-TV"): (1.0, 1.5)})
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["1. CS-TV  [rank 1.0–1.5]", "2. NLM"]  # no interval given: name only
+    plt.close(fig)

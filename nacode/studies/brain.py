@@ -135,12 +135,12 @@ def _scores(reference, noiseless, image, mask) -> dict[str, float]:
 
 
 def tune_nlm(scans: list[bd.BrainScan], subjects, grid=NLM_H, *,
-             refine: int = NLM_REFINE) -> Tuning:
+             refine: int = NLM_REFINE, acquisitions: int = bd.N_ACQUISITIONS) -> Tuning:
     """NLM strength by the book's one protocol (:func:`~nacode.evaluate.tuning.tune`).
 
-    The score is the mean masked pSNR (the paper's equation 1) against the reference over
-    every acquisition of the validation ``subjects``; NLM has no convergence rule, one
-    application is its result.
+    The score is the mean masked pSNR (the paper's equation 1) against the reference (the
+    mean of all three) over the first ``acquisitions`` acquisitions of each validation
+    subject in ``subjects``; NLM has no convergence rule, one application is its result.
     """
     from nacode.denoise.classic import nlm_volume
     from nacode.evaluate.metrics import masked_psnr
@@ -149,7 +149,8 @@ def tune_nlm(scans: list[bd.BrainScan], subjects, grid=NLM_H, *,
         return [float(np.mean([
             masked_psnr(scans[s].reference, nlm_volume(acq, h, scans[s].brain_mask),
                         scans[s].brain_mask)
-            for s in subjects for acq in scans[s].acquisitions])) for h in values]
+            for s in subjects for acq in scans[s].acquisitions[:acquisitions]]))
+            for h in values]
 
     return tune("NLM", "h", evaluate, grid, refine=refine)
 
@@ -200,12 +201,14 @@ def tuning_rows(tunings: dict):
 
 
 def evaluate(scans: list[bd.BrainScan], folds: list[bd.Fold], models: dict, *,
-             whole_fov_acquisitions: int = 1, progress: bool = True) -> Evaluation:
+             whole_fov_acquisitions: int = 1, tuning_acquisitions: int = bd.N_ACQUISITIONS,
+             progress: bool = True) -> Evaluation:
     """Denoise every test acquisition with each method and score it.
 
     ``whole_fov_acquisitions`` of each test subject's acquisitions (the first ones) are also
     denoised over the whole field of view, tubes and background included, for the whole-FOV
-    metrics and the tube changes. Returns an :class:`Evaluation`.
+    metrics and the tube changes. NLM is tuned per fold on ``tuning_acquisitions`` of its
+    validation subject's acquisitions (:func:`tune_nlm`). Returns an :class:`Evaluation`.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -218,7 +221,8 @@ def evaluate(scans: list[bd.BrainScan], folds: list[bd.Fold], models: dict, *,
 
     rows, errors, examples, scores, tubes = [], {}, {}, [], []
     jobs = [(fold, s, a) for fold in folds for s in fold.test for a in range(bd.N_ACQUISITIONS)]
-    tunings = {fold.index: tune_nlm(scans, fold.val) for fold in
+    tunings = {fold.index: tune_nlm(scans, fold.val, acquisitions=tuning_acquisitions)
+               for fold in
                tqdm(folds, desc="tuning NLM", disable=not progress)}
     tuned = {index: tuning.best for index, tuning in tunings.items()}
     for fold, s, a in tqdm(jobs, desc="test volumes", disable=not progress):
