@@ -69,9 +69,13 @@ def test_subject_is_valid_with_sensible_tissues(subjects):
         assert subject.labels.dtype == np.int16 and subject.proton.dtype == np.float32
         assert 0.0 <= subject.proton.min() and subject.proton.max() <= 1.0
         for name in means:
-            tsc = subject.tsc[subject.mask(name)]
-            assert np.all(tsc == tsc[0])  # one value per tissue per subject
-            means[name].append(float(tsc[0]))
+            inside = subject.mask(name)
+            value = subject.tissues[subject.label_of(name)].tsc
+            # one tissue value per subject, times a texture of mean 1 over the tissue
+            assert np.allclose(subject.tsc[inside], value * subject.tsc_texture[inside],
+                               rtol=1e-6)
+            assert subject.tsc[inside].mean() == pytest.approx(value, rel=1e-5)
+            means[name].append(float(value))
     assert 30 <= np.mean(means["GM"]) <= 50
     assert 25 <= np.mean(means["WM"]) <= 40
     assert 120 <= np.mean(means["CSF"]) <= 160
@@ -114,7 +118,8 @@ def test_tubes_beside_the_head_inside_the_grid(subjects):
             centre = np.abs(np.array(tube.centre_mm))
             extent = np.array([tube.radius_mm, tube.radius_mm, length / 2])
             assert np.all(centre + extent <= half_fov - 4.0)
-            assert np.allclose(subject.proton[inside], subject.tissues[tube.label].proton)
+            core = ndimage.binary_erosion(inside, iterations=2)  # 4 mm: past the ≤ 2 mm 1H shift
+            assert np.allclose(subject.proton[core], subject.tissues[tube.label].proton)
 
 
 def test_tube_centres_match_their_voxels(subjects):
@@ -147,3 +152,46 @@ def test_unsupported_voxel_size_is_refused(voxel_mm):
 def test_bad_acquisition_size_is_refused():
     with pytest.raises(ValueError, match="acquisition_mm must be a positive"):
         brain_subject(0, acquisition_mm=0.0)
+
+
+#: sha256 of labels, proton and the tissue table of brain_subject(0) computed with the code
+#: before texture existed (commit 26966df).
+FLAT_HASHES = ("4d4530de21ec95c4cb35b1ac7591ce4cd79a7493931977af14a6a92532006d8c",
+               "f9532cb21a52ecf483608af9f0b39252352e119c19bf2b04ada6007d3318faa3",
+               "10db690022a1d87835189c6bfae19dc327f609d63c5dada8c1522f443428b3ba")
+
+
+def test_texture_false_reproduces_the_label_constant_brain_and_texture_keeps_anatomy(subjects):
+    from tests.test_anatomy_breast import sha256, table_hash
+
+    flat = brain_subject(0, texture=False)
+    assert (sha256(flat.labels), sha256(flat.proton), table_hash(flat)) == FLAT_HASHES
+    assert flat.tsc_texture is None and flat.extra["misregistration_mm"] == (0.0, 0.0, 0.0)
+    textured = subjects[0]
+    assert np.array_equal(textured.labels, flat.labels) and textured.tissues == flat.tissues
+    assert textured.tubes == flat.tubes
+
+
+def test_brain_texture_has_the_tables_sd_and_leaves_the_tubes_flat(subjects):
+    from nacode.anatomy.texture import TEXTURE
+
+    for subject in subjects.values():
+        texture = subject.tsc_texture
+        assert texture.dtype == np.float32 and texture.shape == subject.shape
+        for name in ("GM", "WM", "CSF"):
+            values = texture[subject.mask(name)].astype(np.float64)
+            assert values.mean() == pytest.approx(1.0, abs=1e-5), name
+            assert values.std() == pytest.approx(TEXTURE[name][0], rel=0.3), name
+        tubes = np.isin(subject.labels, [t.label for t in subject.tubes])
+        assert np.all(texture[tubes] == 1.0) and np.all(texture[subject.labels == 0] == 1.0)
+
+
+def test_brain_1h_is_the_template_translated_by_at_most_2_mm(subjects):
+    from nacode.anatomy.texture import misregister
+
+    flat = brain_subject(0, texture=False)
+    shifts = np.array([s.extra["misregistration_mm"] for s in subjects.values()])
+    assert np.all(np.linalg.norm(shifts, axis=1) <= 2.0) and shifts.std() > 0.1
+    shift = subjects[0].extra["misregistration_mm"]
+    assert np.array_equal(subjects[0].proton, misregister(flat.proton, shift, flat.voxel_mm))
+    assert not np.array_equal(subjects[0].proton, flat.proton)

@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage
 
 from nacode.anatomy.calf import BONES, MUSCLES, TUBE_GAP_MM, TUBE_RADIUS_MM, calf_subject
+from nacode.anatomy.texture import misregister
 from nacode.anatomy.tissues import LITERATURE, TUBE_CONCENTRATIONS
 
 SEEDS = range(30)
@@ -185,7 +186,73 @@ def test_proton_image_contrast_and_bias(calf):
     expected = np.zeros(calf.shape, dtype=np.float32)
     for label, tissue in calf.tissues.items():
         expected[calf.labels == label] = tissue.proton
-    assert np.allclose(p, expected * bias, rtol=1e-6, atol=0)
+    flat = calf_subject(0, texture=False)
+    assert np.array_equal(flat.extra["bias"], bias)
+    assert np.allclose(flat.proton, expected * bias, rtol=1e-6, atol=0)
+    # textured: the 1H image's own texture, then the misregistration, then the bias
+    shift = calf.extra["misregistration_mm"]
+    moved = misregister(expected.astype(np.float64) * calf.extra["proton_texture"], shift,
+                        calf.voxel_mm)
+    assert np.allclose(p, moved * bias, rtol=1e-6, atol=1e-7)
+
+
+#: sha256 of labels, proton and the tissue table of calf_subject(seed) computed with the code
+#: before texture existed (commit 26966df).
+FLAT_HASHES = {
+    0: ("9ac35dcff85c0cc0b2dc23bb096159457b40d6715694d662ebaf6a8c1ce57c62",
+        "327c8b4600f04f0c1775aa5a63479d42648cb4956e33fc864dcbd5674ec4897e",
+        "42d147a5c2ea6bbda9bedbe635557d5dc91b9eb399db8e50ab5cb28fda117b54"),
+    7: ("41b1efd41e6b55195f03e24f1663fd6be69d111244cc30abbe14548ff8e7cb68",
+        "ba56761dfc4f8b6bf808c9159e006e05bdccd3aac15e4f8eed27c65ffbc4304d",
+        "2bd2d9561cfc8b59babac2cce07e2f13817668c2a49618e70db0f0540d8dd040"),
+}
+
+
+@pytest.mark.parametrize("seed", sorted(FLAT_HASHES))
+def test_texture_false_reproduces_the_label_constant_calf(seed, population):
+    from tests.test_anatomy_breast import sha256, table_hash
+
+    flat = calf_subject(seed, texture=False)
+    assert (sha256(flat.labels), sha256(flat.proton), table_hash(flat)) == FLAT_HASHES[seed]
+    assert flat.tsc_texture is None and flat.extra["misregistration_mm"] == (0.0, 0.0)
+    textured = population[seed]
+    assert np.array_equal(textured.labels, flat.labels) and textured.tissues == flat.tissues
+    assert textured.tubes == flat.tubes
+
+
+def test_calf_texture_mean_one_per_tissue_the_tables_sd_and_flat_tubes(population):
+    from nacode.anatomy.calf import BONE_TYPES
+    from nacode.anatomy.texture import TEXTURE, texture_type
+
+    pooled = {"muscle": [], "fat": [], "skin": []}
+    for subject in population[:10]:
+        texture = subject.tsc_texture
+        assert texture.dtype == np.float32 and texture.min() > 0
+        for label, tissue in subject.tissues.items():
+            values = texture[subject.labels == label].astype(np.float64)
+            if tissue.name == "air" or tissue.name.startswith("tube") or not values.size:
+                assert np.all(values == 1.0), tissue.name
+                continue
+            assert values.mean() == pytest.approx(1.0, abs=1e-5), tissue.name
+            kind = texture_type(BONE_TYPES.get(tissue.name, tissue.name))
+            if kind in pooled:
+                pooled[kind].append(values)
+        # the four compartments share muscle's field: the texture is continuous across them
+        a = subject.mask("muscle_anterior")
+        assert subject.tsc[a].mean() == pytest.approx(
+            subject.tissues[subject.label_of("muscle_anterior")].tsc, rel=1e-5)
+    for kind, values in pooled.items():
+        assert np.concatenate(values).std() == pytest.approx(TEXTURE[kind][0], rel=0.3), kind
+
+
+def test_calf_1h_texture_is_its_own_and_the_shift_is_at_most_2_mm(population):
+    shifts = np.array([s.extra["misregistration_mm"] for s in population])
+    magnitude = np.hypot(*shifts.T)
+    assert magnitude.max() <= 2.0 and magnitude.std() > 0.2
+    for subject in population[:5]:
+        muscle = subject.mask(*MUSCLES)
+        r = np.corrcoef(subject.tsc_texture[muscle], subject.extra["proton_texture"][muscle])
+        assert abs(r[0, 1]) < 0.3  # independent fields, not the sodium texture again
 
 
 def test_population_matches_the_literature_and_varies(population):

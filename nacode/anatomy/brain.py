@@ -8,6 +8,12 @@ or CSF) with the largest warped probability: fine voxels are pure and partial vo
 arises when an acquisition averages them. Calibration tubes (agar, known sodium) stand along
 z on both sides of the head, as in the brain paper.
 
+With ``texture=True`` (the default) the sodium TSC also varies within GM, WM and CSF
+(:func:`~nacode.anatomy.texture.tsc_texture`, on the fine grid, before the acquisition's partial
+volume), and the 1H image — the warped T1 template, whose contrast and texture are its own — is
+translated by 0–2 mm against the sodium one, as between two scans of a subject who moved. Both
+come from streams of their own (children of the seed): ``texture=False`` gives the same anatomy.
+
 Conventions: arrays are indexed ``(x, y, z)`` in RAS+ voxel order like the templates, on a
 cubic grid of :data:`FOV_MM` per side for every subject; voxel ``i`` of an axis with ``N``
 (even) voxels is centred at ``(i - N / 2) * voxel_mm`` mm from the grid centre — the origin of
@@ -24,6 +30,7 @@ from scipy import ndimage
 
 from nacode.anatomy.mni152 import MNI152, RESOLUTIONS_MM, load_mni152
 from nacode.anatomy.subject import AIR, Subject, Tissue, Tube
+from nacode.anatomy.texture import misregister, random_shift_mm, tsc_texture
 from nacode.anatomy.tissues import draw, tube
 
 BRAIN_TISSUES = ("GM", "WM", "CSF")
@@ -39,6 +46,7 @@ TUBE_LENGTH_MM = 64.0
 TUBE_GAP_MM = 6.0  # minimum distance between a tube and the brain mask
 GRID_MARGIN_MM = 8.0  # minimum distance between a tube and the grid's edge
 FOV_MM = 240.0  # side of the cubic grid of every subject (a 4 mm acquisition: 60³)
+MISREGISTRATION_MM = 2.0  # largest 1H-to-sodium translation (texture=True)
 
 
 @lru_cache(maxsize=2)
@@ -199,7 +207,8 @@ def _padding(shape: tuple[int, ...], world_axes: list[np.ndarray], step: float,
     return pads
 
 
-def brain_subject(seed: int, *, voxel_mm: int = 2, acquisition_mm: float = 4.0) -> Subject:
+def brain_subject(seed: int, *, voxel_mm: int = 2, acquisition_mm: float = 4.0,
+                  texture: bool = True) -> Subject:
     """A virtual brain: deformed MNI152 anatomy, GM/WM/CSF labels and calibration tubes.
 
     Parameters
@@ -211,6 +220,10 @@ def brain_subject(seed: int, *, voxel_mm: int = 2, acquisition_mm: float = 4.0) 
     acquisition_mm : float
         Voxel size in mm of the acquisition to be simulated; every axis is padded to a multiple
         of ``round(acquisition_mm / voxel_mm)`` voxels so block averaging is exact.
+    texture : bool
+        Sodium texture within GM, WM and CSF and a 0–2 mm 1H misregistration (see the module
+        docstring). ``False``: labels, tissues and ``proton`` of earlier versions,
+        ``tsc_texture=None``.
 
     Returns
     -------
@@ -224,7 +237,9 @@ def brain_subject(seed: int, *, voxel_mm: int = 2, acquisition_mm: float = 4.0) 
         ``"WM"``, ``"CSF"`` to float32 maps in [0, 1], zero outside the mask), ``"scaling"``
         and ``"rotation_deg"`` (3 floats each, about x, y, z), ``"max_displacement_mm"``,
         ``"correlation_mm"``, ``"tube_length_mm"``, ``"padding"`` (voxels added before and
-        after, per axis) and ``"affine"`` (4 × 4 voxel-to-MNI-mm of the padded grid).
+        after, per axis), ``"affine"`` (4 × 4 voxel-to-MNI-mm of the padded grid) and
+        ``"misregistration_mm"`` (the 1H image's translation, zeros without texture).
+        ``tsc_texture``: float32, mean 1 in each of GM, WM and CSF (``None`` without texture).
 
     Raises
     ------
@@ -304,9 +319,17 @@ def brain_subject(seed: int, *, voxel_mm: int = 2, acquisition_mm: float = 4.0) 
                                  centre_mm=tuple(float(v) for v in world - grid_centre),
                                  radius_mm=TUBE_RADIUS_MM))
 
+    voxel = (float(voxel_mm),) * 3
+    sodium_texture, shift = None, (0.0, 0.0, 0.0)
+    if texture:  # streams of their own, so the anatomy above is the same with and without
+        sodium_rng, shift_rng = [np.random.default_rng(child)
+                                 for child in np.random.SeedSequence(seed).spawn(2)]
+        sodium_texture = tsc_texture(labels, tissues, voxel, sodium_rng)
+        shift = random_shift_mm(shift_rng, MISREGISTRATION_MM, ndim=3)
+        proton = misregister(proton, shift, voxel)
     extra = {"brain_mask": mask, "probabilities": {"GM": gm, "WM": wm, "CSF": csf},
              **info, "tube_length_mm": TUBE_LENGTH_MM, "padding": tuple(pads),
-             "affine": padded}
+             "affine": padded, "misregistration_mm": shift}
     return Subject(kind="brain", seed=seed, labels=labels, tissues=tissues,
-                   proton=proton.astype(np.float32), voxel_mm=(float(voxel_mm),) * 3,
-                   tubes=tuple(tube_records), extra=extra)
+                   proton=proton.astype(np.float32), voxel_mm=voxel,
+                   tubes=tuple(tube_records), extra=extra, tsc_texture=sodium_texture)

@@ -11,6 +11,13 @@ marrow. Vessels: anterior tibial, posterior tibial and peroneal bundles near the
 and small saphenous veins in the fat. Five tubes of known sodium concentration lie around the
 leg, as in the calf paper.
 
+With ``texture=True`` (the default) no tissue is a flat patch and the 1H image is no oracle for a
+1H-guided method: the sodium TSC varies within each tissue
+(:func:`~nacode.anatomy.texture.tsc_texture`, the four muscle compartments sharing muscle's
+field), the 1H image has its own independent texture and is translated by 0–2 mm against the
+sodium one (:func:`~nacode.anatomy.texture.misregister`). These come from streams of their own
+(children of the seed), so ``texture=False`` reproduces the label-constant subject bit for bit.
+
 Conventions: arrays are 2D, indexed ``(y, x)``, row 0 anterior and column 0 the subject's right
 (radiological display); a right leg therefore has its medial side towards larger ``x``. Voxel
 ``i`` of ``N`` is centred at ``(i - N // 2) * voxel`` mm from the grid centre, the origin of
@@ -26,6 +33,13 @@ from scipy import ndimage
 
 from nacode.anatomy import _draw
 from nacode.anatomy.subject import AIR, Subject, Tissue, lookup
+from nacode.anatomy.texture import (
+    PROTON_TEXTURE,
+    TEXTURE,
+    misregister,
+    random_shift_mm,
+    tsc_texture,
+)
 from nacode.anatomy.tissues import TUBE_CONCENTRATIONS, draw
 
 #: Muscle compartments, in label order: ``subject.mask(*MUSCLES)`` is all muscle.
@@ -39,6 +53,10 @@ FAT_MM = (3.0, 15.0)  # local subcutaneous fat thickness is clipped to this rang
 TUBE_RADIUS_MM = 9.0
 TUBE_GAP_MM = 4.0  # least distance of a tube to the skin, the FOV edge and other tubes
 SEPTUM_VOXELS = 2
+MISREGISTRATION_MM = 2.0  # largest 1H-to-sodium translation (texture=True)
+#: The bones' texture types (the texture tables name tissue kinds, not these labels).
+BONE_TYPES = {"tibia_cortex": "cortical_bone", "fibula_cortex": "cortical_bone",
+              "tibia_marrow": "marrow", "fibula_marrow": "marrow"}
 SKIN, FAT, MUSCLE0 = 1, 2, 3
 TIBIA_CORTEX, TIBIA_MARROW, FIBULA_CORTEX, FIBULA_MARROW, VESSEL = 7, 8, 9, 10, 11
 
@@ -124,7 +142,13 @@ def _vessel_in_fat(m: np.ndarray, p: np.ndarray, depth: np.ndarray, psi: float,
     return np.array([pm[k], pp[k]])
 
 
-def calf_subject(seed: int, *, matrix: int = 320, fov_mm: float = 180.0) -> Subject:
+def _with_bones(table: dict) -> dict:
+    """A texture table extended by the calf's bone names (:data:`BONE_TYPES`)."""
+    return {**table, **{name: table[kind] for name, kind in BONE_TYPES.items()}}
+
+
+def calf_subject(seed: int, *, matrix: int = 320, fov_mm: float = 180.0,
+                 texture: bool = True) -> Subject:
     """A virtual mid-calf cross-section with four muscle compartments, bones and tubes.
 
     Parameters
@@ -136,6 +160,10 @@ def calf_subject(seed: int, *, matrix: int = 320, fov_mm: float = 180.0) -> Subj
         gives 0.5625 mm voxels, 4 times finer than the calf study's 80 × 80 acquisition.
     fov_mm : float
         Square field of view in mm.
+    texture : bool
+        Sodium texture within each tissue, an independent 1H texture and a 0–2 mm 1H
+        misregistration (see the module docstring). ``False`` gives the label-constant subject
+        of earlier versions (same labels, tissues and ``proton``, ``tsc_texture=None``).
 
     Returns
     -------
@@ -150,7 +178,10 @@ def calf_subject(seed: int, *, matrix: int = 320, fov_mm: float = 180.0) -> Subj
         ``"fat_thickness_mm"`` (mean around the leg) and ``"fat_thickness_range_mm"``,
         ``"bias"`` (float32, shape of ``labels``), ``"vessels"`` (list of dicts with
         ``name``, ``centre_mm = (y, x)``, ``radius_mm``) and ``"tibia"``, ``"fibula"``
-        (dicts with ``centre_mm``, ``radius_mm``, ``cortex_mm``).
+        (dicts with ``centre_mm``, ``radius_mm``, ``cortex_mm``), ``"misregistration_mm"``
+        (``(dy, dx)`` of the 1H image, zeros without texture) and, with texture,
+        ``"proton_texture"`` (float32, the 1H image's own texture before the shift).
+        ``tsc_texture`` is float32, mean 1 in each tissue (``None`` without texture).
 
     Raises
     ------
@@ -265,7 +296,18 @@ def calf_subject(seed: int, *, matrix: int = 320, fov_mm: float = 180.0) -> Subj
     tubes = _draw.add_tubes(labels, tissues, rng, body, voxel, TUBE_CONCENTRATIONS,
                             TUBE_RADIUS_MM, gap_mm=TUBE_GAP_MM)
     bias = _draw.bias_field(shape, rng)
-    proton = (lookup(labels, tissues, "proton") * bias).astype(np.float32)
+    registered = lookup(labels, tissues, "proton")
+    sodium_texture, shift, proton_texture = None, (0.0, 0.0), None
+    if texture:  # streams of their own, so the anatomy above is the same with and without
+        sodium_rng, proton_rng, shift_rng = [
+            np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(3)]
+        sodium_texture = tsc_texture(labels, tissues, voxel, sodium_rng,
+                                     table=_with_bones(TEXTURE))
+        proton_texture = tsc_texture(labels, tissues, voxel, proton_rng,
+                                     table=_with_bones(PROTON_TEXTURE))
+        shift = random_shift_mm(shift_rng, MISREGISTRATION_MM)
+        registered = misregister(registered * proton_texture, shift, voxel)
+    proton = (registered * bias).astype(np.float32)
     angles = np.linspace(-np.pi, np.pi, 720, endpoint=False)
     fat_all = fat_mm(angles)
     rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
@@ -275,7 +317,9 @@ def calf_subject(seed: int, *, matrix: int = 320, fov_mm: float = 180.0) -> Subj
         "skin_thickness_mm": float(skin),
         "fat_thickness_mm": float(fat_all.mean()),
         "fat_thickness_range_mm": (float(fat_all.min()), float(fat_all.max())),
-        "bias": bias, "vessels": records, **bones,
+        "bias": bias, "vessels": records, **bones, "misregistration_mm": shift,
     }
+    if texture:
+        extra["proton_texture"] = proton_texture
     return Subject(kind="calf", seed=seed, labels=labels, tissues=tissues, proton=proton,
-                   voxel_mm=voxel, tubes=tubes, extra=extra)
+                   voxel_mm=voxel, tubes=tubes, extra=extra, tsc_texture=sodium_texture)

@@ -23,6 +23,9 @@ was 21.5 ± 3.0 mM and skin 18.8 ± 5.1 mM (median ± interquartile range of the
 means), i.e. IQR/median ≈ 14 % and 27 %. That spread includes noise and between-subject
 variation (and ROI means average voxel-level texture out), so it is an upper bound on the scale
 of variation, not a measurement of texture; our 8 % (muscle) and 10 % (skin) stay below it.
+For the brain the anchor is the between-subject SD of :data:`nacode.anatomy.tissues.TSC_SD`
+(GM 7.5 %, WM 7.8 %, CSF 3.6 % of the mean); the within-tissue SDs (GM 7 %, WM 6 %, CSF 5 %,
+the table's floor) are of that order, finer-grained in GM (cortical ribbon, 4 mm) than in WM.
 :data:`PROTON_TEXTURE` (3–5 %, other lengths) is the 1H image's own, independent
 heterogeneity, equally an assumption.
 
@@ -55,6 +58,9 @@ TEXTURE: dict[str, Spec] = {
     "vessel": (0.05, 6.0),
     "marrow": (0.08, 4.0),  # trabecular spaces
     "cortical_bone": (0.05, 3.0),
+    "GM": (0.07, 4.0),  # cortical layers and regions; between-subject SD 3/40 mM = 7.5 %
+    "WM": (0.06, 6.0),  # tracts: coarser (between-subject SD 2.5/32 mM = 7.8 %)
+    "CSF": (0.05, 8.0),  # free fluid, well mixed: the table's floor (between-subject 3.6 %)
     "air": None,
     "tube": None,  # NaCl in agar gel: homogeneous by construction
 }

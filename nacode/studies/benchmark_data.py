@@ -143,9 +143,12 @@ def make_case(study: str, seed: int, *, breast_matrix: int = 64) -> Case:
         # pad the 240 mm grid to 256 mm so that 4 mm voxels give a 64 × 64 matrix (the DIP's
         # U-Net needs sides divisible by 8)
         pad = ((BRAIN_MATRIX * 2 - volume.shape[0]) // 2,) * 2
+        texture = volume.tsc_texture
         subject = replace(volume, labels=np.pad(volume.labels[:, :, z], pad),
                           proton=np.pad(volume.proton[:, :, z], pad),
-                          voxel_mm=volume.voxel_mm[:2], tubes=(), extra={})
+                          voxel_mm=volume.voxel_mm[:2], tubes=(), extra={},
+                          tsc_texture=None if texture is None else
+                          np.pad(texture[:, :, z], pad, constant_values=1.0))
         traj = radial(matrix=BRAIN_MATRIX, fov_mm=subject.fov_mm[0])
         return _subject_case(study, subject, traj, density_compensation(traj), BRAIN_SEQUENCE,
                              None)

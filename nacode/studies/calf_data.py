@@ -5,7 +5,11 @@ nacode uses axial slices of virtual brains — the MNI152 T1 template under each
 smooth deformation (:func:`nacode.anatomy.brain.brain_subject`, calibration tubes removed) —
 rotated and flipped at random, plus procedural calf 1H images. Each brain or calf is one
 *volume*; the 55/20/25 split is by volume, never by slice. With ``NACODE_FASTMRI_DIR`` set,
-:func:`fastmri_corpus` reads the knee DICOM set instead.
+:func:`fastmri_corpus` reads the knee DICOM set instead. The corpus subjects are drawn with
+``texture=False`` — the data the committed models were trained on (their 1H images carry no
+extra texture or misregistration; the brain slices keep the T1 template's own texture), so
+``nacode train calf`` still reproduces them — while the sodium volunteers they are applied to
+are textured.
 
 Pairs. Each image is prepared as the paper (:func:`nacode.physics.proton.prepare_proton`),
 sampled along the calf spiral, and reconstructed by gridding — the ground truth. Noise of
@@ -79,7 +83,7 @@ def brain_corpus(n_volumes: int, slices_per_volume: int, *, seed: int = 0
     rng = np.random.default_rng(seed)
     slices = []
     for v in range(n_volumes):
-        subject = brain_subject(seed * 1000 + v)
+        subject = brain_subject(seed * 1000 + v, texture=False)  # tubes removed by label
         brain = subject.extra["brain_mask"]
         proton = np.where(np.isin(subject.labels, [t.label for t in subject.tubes]), 0.0,
                           subject.proton)
@@ -101,8 +105,9 @@ def calf_corpus(n_subjects: int, *, seed: int = 0) -> list[ProtonSlice]:
     sodium volunteers of the study, which use seeds below 1000)."""
     from nacode.anatomy.calf import calf_subject
 
-    return [ProtonSlice(calf_subject(10_000 + seed * 1000 + i).proton.astype(np.float64),
-                        f"calf-{seed}-{i}") for i in range(n_subjects)]
+    return [ProtonSlice(calf_subject(10_000 + seed * 1000 + i, texture=False)
+                        .proton.astype(np.float64), f"calf-{seed}-{i}")
+            for i in range(n_subjects)]
 
 
 def fastmri_corpus(folder: str | Path, *, axial: str = "AX",
