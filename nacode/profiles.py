@@ -19,14 +19,14 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "intro": {},  # reads the other chapters' results; only profile and device
         "primer": {"seed": 0, "nsas": [150, 50, 30, 10], "bench_repeats": 20},
-        "calf": {"test_limit": 60, "val_limit": 30, "demo_images": 48, "demo_epochs": 2,
+        "calf": {"test_limit": 60, "val_limit": 30, "demo_images": 32, "demo_epochs": 2,
                  "train_epochs": 0, "volunteers": 10, "cs_iter": 3000, "cs_tol": 1e-4,
                  "cs_seeds": [98, 99]},
         "mni152": {
             "resolution_mm": 2,  # nilearn's 2 mm resampling of the 1 mm templates
         },
         "brain": {"n_subjects": 13, "snr": 10.0, "train_folds": False, "max_epochs": 200,
-                  "demo_epochs": 3, "demo_patches": 19200, "bench_repeats": 5,
+                  "demo_epochs": 2, "demo_patches": 12800, "bench_repeats": 5,
                   "nlm_tuning_acquisitions": 1},
         "breast": {"matrix": 64, "n_healthy": 6, "n_val": 2, "n_patients": 4,
                    "patient_rates": [4], "dip_budget": 300, "dip_every": 10, "dip_base": 8,

@@ -247,3 +247,17 @@ def test_bad_textures_are_rejected_in_one_line(texture, message):
     with pytest.raises(ValueError, match=message) as error:
         disc_subject(texture=texture)
     assert "\n" not in str(error.value)
+
+
+def test_primers_texture_table_lists_every_textured_type_with_its_sizes():
+    from nacode.anatomy.tissues import TSC_SD
+    from nacode.studies.primer import texture_table
+
+    table = texture_table().set_index("type")
+    assert set(table.index) == {k for k, v in TEXTURE.items() if v is not None}
+    for kind, (sd, length) in ((k, v) for k, v in TEXTURE.items() if v is not None):
+        assert table.loc[kind, "sodium_sd_pct"] == pytest.approx(100 * sd)
+        assert table.loc[kind, "sodium_length_mm"] == length
+    assert np.isnan(table.loc["GM", "proton_sd_pct"])  # the brain's 1H is the T1 template
+    assert table.loc["GM", "between_subject_sd_pct"] == pytest.approx(
+        100 * TSC_SD["GM"] / LITERATURE["GM"].tsc)

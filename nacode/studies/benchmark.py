@@ -383,7 +383,7 @@ def findings(ranks, table=None, *, top: int = 3) -> dict[str, str]:
     -------
     dict of str to str
         ``best``, ``consistent``, and the mean rank per study of the calf CNN (``cnn``), the
-        brain DAE (``dae``) and CS-TV (``cs``).
+        brain DAE (``dae``), CS-TV (``cs``) and dTV with the 1H prior (``dtv``).
     """
     def per_study(method: str) -> str:
         if method not in ranks.index:
@@ -394,7 +394,7 @@ def findings(ranks, table=None, *, top: int = 3) -> dict[str, str]:
     within = [m for m in ranks.index if (ranks.loc[m] <= top).all()]
     out = {"best": best, "consistent": ", ".join(within) if within else "no method",
            "cnn": per_study("calf CNN"), "dae": per_study("brain DAE"),
-           "cs": per_study("CS-TV")}
+           "cs": per_study("CS-TV"), "dtv": per_study("dTV (1H)")}
     if table is not None:
         base = table[table["method"] == "gridding"].set_index(["study", "snr"])
         others = table[~table["method"].isin(["gridding", "noiseless"])]

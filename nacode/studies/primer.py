@@ -249,6 +249,42 @@ def tissue_table(subject: Subject):
     return pd.DataFrame(rows)
 
 
+def texture_table():
+    """The texture sizes of :mod:`nacode.anatomy.texture`: one row per tissue type.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``type``, ``sodium_sd_pct`` and ``sodium_length_mm`` (:data:`TEXTURE`),
+        ``proton_sd_pct`` and ``proton_length_mm`` (:data:`PROTON_TEXTURE`; NaN where the
+        1H image has no texture of its own, e.g. the brain's T1 template), and
+        ``between_subject_sd_pct``, the population's between-subject SD of the type's mean TSC
+        (:data:`~nacode.anatomy.tissues.TSC_SD` over the literature TSC; NaN where the tissue
+        does not vary or has no literature entry); untextured types (air, tubes) are left out.
+    """
+    import pandas as pd
+
+    from nacode.anatomy.texture import PROTON_TEXTURE, TEXTURE
+    from nacode.anatomy.tissues import LITERATURE, TSC_SD
+
+    rows = []
+    for kind, spec in TEXTURE.items():
+        if spec is None:
+            continue
+        proton = PROTON_TEXTURE.get(kind) or (np.nan, np.nan)
+        rows.append({"type": kind, "sodium_sd_pct": 100 * spec[0], "sodium_length_mm": spec[1],
+                     "proton_sd_pct": 100 * proton[0], "proton_length_mm": proton[1],
+                     "between_subject_sd_pct": 100 * TSC_SD[kind] / LITERATURE[kind].tsc
+                     if TSC_SD.get(kind) and kind in LITERATURE else np.nan})
+    return pd.DataFrame(rows)
+
+
+def texture_maps(subjects: dict[str, Subject]) -> dict[str, np.ndarray]:
+    """Central slices of each subject's multiplicative TSC texture (1 where untextured)."""
+    return {name: central_slice(s, np.ones(s.shape, np.float32) if s.tsc_texture is None
+                                else s.tsc_texture) for name, s in subjects.items()}
+
+
 def gallery(seed: int = 0) -> dict[str, Subject]:
     """One subject of each anatomy: a calf, a brain, a breast patient with a sodium-only lesion."""
     from nacode.anatomy.brain import brain_subject
