@@ -241,10 +241,36 @@ def launch_to_sources(page: str) -> str:
     return re.sub(r"(urlpath=(?:lab/tree|tree)/[^\"&]*?)\.ipynb", r"\1.md", page)
 
 
-def build_html(site: Path, html: Path, *, strict: bool) -> Path:
+def leaked_paths(html: Path, roots: list[Path]) -> list[tuple[Path, str]]:
+    """Pages of ``html`` that show a pathlib path's repr or one of the absolute paths ``roots``.
+
+    Source listings (``_modules/``, ``_sources/``) are code, not output, and are not read.
+
+    Returns
+    -------
+    list of (Path, str)
+        Each offending page (relative to ``html``) with the first string found on it; empty
+        when no page shows the build machine's paths.
+    """
+    needles = [type(Path()).__name__ + "(",  # what printing a Path object shows
+               *{str(root) for root in roots if str(root) not in ("", "/")}]
+    leaks = []
+    for page in sorted(html.rglob("*.html")):
+        if page.relative_to(html).parts[0] in ("_modules", "_sources"):
+            continue
+        text = page.read_text(encoding="utf-8")
+        found = next((needle for needle in needles if needle in text), None)
+        if found is not None:
+            leaks.append((page.relative_to(html), found))
+    return leaks
+
+
+def build_html(site: Path, html: Path, *, strict: bool, root: Path | None = None) -> Path:
     """Build the staged site with Jupyter Book v1's Sphinx; return ``html/index.html``.
 
     With ``strict`` every Sphinx warning is an error (all are reported, then the build fails).
+    Always an error: a page that shows a pathlib path's repr or the repository's absolute
+    path ``root`` (:func:`leaked_paths`) — the build machine's paths are no reader's business.
     Sphinx runs in a fresh Python process: an extension of Jupyter Book scans every live
     object of its process (``gc.get_objects``) and fails on a dead weak proxy that numba,
     used by sigpy, leaves behind — and a fresh process keeps one build's state from the next.
@@ -264,6 +290,12 @@ def build_html(site: Path, html: Path, *, strict: bool) -> Path:
         launched = launch_to_sources(text)
         if launched != text:
             page.write_text(launched, encoding="utf-8")
+    leaks = leaked_paths(html, [] if root is None else [Path(root).resolve()])
+    if leaks:
+        page, found = leaks[0]
+        raise BookError(f"{page} shows {found!r}, a path of the build machine "
+                        f"({len(leaks)} page(s) in all): print a name relative to the "
+                        "repository, or silence the warning that printed it")
     index = html / "index.html"
     if not index.exists():
         toc = yaml.safe_load((site / "_toc.yml").read_text(encoding="utf-8"))
@@ -400,7 +432,7 @@ def run_book(root: Path, *, profile: str = "quick", device: str = "cpu",
     elif build:
         start = time.perf_counter()
         site = stage_site(root, notebooks, build_dir / "executed", build_dir / "site")
-        index = build_html(site, build_dir / "html", strict=strict)
+        index = build_html(site, build_dir / "html", strict=strict, root=root)
         record["book_build_s"] = round(time.perf_counter() - start, 2)
         record["html"] = str(index)
         echo(f"book built in {record['book_build_s']:.1f} s: open {index}")

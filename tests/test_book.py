@@ -156,3 +156,22 @@ def test_a_runs_last_notebook_executes_after_the_others_but_stays_first_in_the_t
     tiny = nbformat.read(build / "executed" / "tiny.ipynb", as_version=4)
     assert all(c.metadata.get("tags") == ["injected-parameters"] for c in tiny.cells
                if "injected-parameters" in c.metadata.get("tags", []))
+
+
+def test_leaked_paths_finds_path_reprs_and_the_repository_path_but_not_source_listings(tmp_path):
+    from pathlib import Path
+
+    from nacode.book import leaked_paths
+
+    html = tmp_path / "html"
+    (html / "book").mkdir(parents=True)
+    (html / "_modules").mkdir()
+    (html / "book" / "clean.html").write_text("<p>weights/calf_nsa30.safetensors</p>")
+    (html / "book" / "repr.html").write_text(f"<dt>f(out={Path('/srv/x')!r})</dt>")
+    (html / "book" / "warn.html").write_text(f"<pre>{tmp_path}/.venv/x.py:1: Warning</pre>")
+    (html / "_modules" / "code.html").write_text(f"<pre>{tmp_path} {Path('a')!r}</pre>")
+    leaks = dict(leaked_paths(html, [tmp_path]))
+    assert set(leaks) == {Path("book/repr.html"), Path("book/warn.html")}
+    assert leaks[Path("book/warn.html")] == str(tmp_path)
+    # no roots (or only "/"): the path repr is still found, the warning's path is not
+    assert [page for page, _ in leaked_paths(html, [Path("/")])] == [Path("book/repr.html")]
