@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,3 +57,15 @@ def tiny_book(tmp_path: Path) -> Path:
 
 
 TINY_PROFILES = {"quick": {"tiny": {"scale": 1}}, "full": {"tiny": {"scale": 100}}}
+
+
+def sha256(array) -> str:
+    """sha256 of an array's bytes (C order): pins a subject's arrays across versions."""
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def table_hash(subject) -> str:
+    """sha256 of a subject's tissue table (label, name and every property, as floats)."""
+    rows = [(k, t.name, *map(float, (t.tsc, t.t2_fast, t.t2_slow, t.frac_fast, t.t1,
+                                     t.proton))) for k, t in sorted(subject.tissues.items())]
+    return hashlib.sha256(repr(rows).encode()).hexdigest()

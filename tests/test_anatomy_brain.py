@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from conftest import sha256, table_hash
 from nacode.anatomy.brain import brain_subject
 from nacode.anatomy.mni152 import load_mni152
 
@@ -162,8 +163,6 @@ FLAT_HASHES = ("4d4530de21ec95c4cb35b1ac7591ce4cd79a7493931977af14a6a92532006d8c
 
 
 def test_texture_false_reproduces_the_label_constant_brain_and_texture_keeps_anatomy(subjects):
-    from tests.test_anatomy_breast import sha256, table_hash
-
     flat = brain_subject(0, texture=False)
     assert (sha256(flat.labels), sha256(flat.proton), table_hash(flat)) == FLAT_HASHES
     assert flat.tsc_texture is None and flat.extra["misregistration_mm"] == (0.0, 0.0, 0.0)

@@ -3,13 +3,13 @@ the features that deny a 1H prior its oracle (texture, strands, septum, misregis
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
+from conftest import sha256, table_hash
 from nacode.anatomy.breast import (
     LESION_PROTON,
     MISREGISTRATION_MM,
@@ -291,16 +291,6 @@ FLAT_HASHES = {
                    "9cc5005cbd4f0a00ec91318204aa6df88ed6ef82e9188c22f349cab16c10336e",
                    "09374c36eef2a70679c3bbb726302362ec4ade11165ebfb4499a74ac174a83a6"),
 }
-
-
-def sha256(array):
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
-
-
-def table_hash(subject):
-    rows = [(k, t.name, *map(float, (t.tsc, t.t2_fast, t.t2_slow, t.frac_fast, t.t1,
-                                     t.proton))) for k, t in sorted(subject.tissues.items())]
-    return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
 @pytest.mark.parametrize("args", sorted(FLAT_HASHES))

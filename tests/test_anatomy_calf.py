@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from conftest import sha256, table_hash
 from nacode.anatomy.calf import BONES, MUSCLES, TUBE_GAP_MM, TUBE_RADIUS_MM, calf_subject
 from nacode.anatomy.texture import misregister
 from nacode.anatomy.tissues import LITERATURE, TUBE_CONCENTRATIONS
@@ -210,8 +211,6 @@ FLAT_HASHES = {
 
 @pytest.mark.parametrize("seed", sorted(FLAT_HASHES))
 def test_texture_false_reproduces_the_label_constant_calf(seed, population):
-    from tests.test_anatomy_breast import sha256, table_hash
-
     flat = calf_subject(seed, texture=False)
     assert (sha256(flat.labels), sha256(flat.proton), table_hash(flat)) == FLAT_HASHES[seed]
     assert flat.tsc_texture is None and flat.extra["misregistration_mm"] == (0.0, 0.0)
