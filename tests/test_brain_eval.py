@@ -138,10 +138,10 @@ def test_identity_denoiser_leaves_the_tubes_and_a_scaling_moves_them_by_its_fact
     np.testing.assert_allclose(scaled.change_pct, 5.0)
     change = brain_eval.tube_change_table(pd.concat([same, scaled]))
     assert change.method.tolist() == ["identity"] * 4 + ["x1.05"] * 4
-    assert change.change_pct.tolist() == pytest.approx([0.0] * 4 + [5.0] * 4)
+    assert change.median_pct.tolist() == pytest.approx([0.0] * 4 + [5.0] * 4)
     worst = brain_eval.worst_tube_change(change)
-    assert worst.loc["x1.05", "tube_change_worst_pct"] == pytest.approx(5.0)
-    assert worst.loc["identity", "tube_change_max_abs_pct"] == pytest.approx(0.0)
+    assert worst.loc["x1.05", "tube_change_pct"] == pytest.approx(5.0)
+    assert worst.loc["identity", "worst_image_pct"] == pytest.approx(0.0)
 
 
 def test_tube_change_aggregates_with_median_and_iqr_and_skips_small_tubes():
@@ -154,14 +154,14 @@ def test_tube_change_aggregates_with_median_and_iqr_and_skips_small_tubes():
         rows += brain_eval.tube_rows({"fold": 1, "subject": v}, "M", image, after,
                                      concentrations, rois)
     change = brain_eval.tube_change_table(pd.DataFrame(rows)).set_index("tube_mM")
-    assert change.loc[50.0, "change_pct"] == pytest.approx(3.0)  # median of 0, 2, 4, 10
-    assert change.loc[50.0, "change_iqr_pct"] == pytest.approx(5.5 - 1.5)
-    assert change.loc[50.0, "max_abs_change_pct"] == pytest.approx(10.0)
+    assert change.loc[50.0, "median_pct"] == pytest.approx(3.0)  # median of 0, 2, 4, 10
+    assert change.loc[50.0, "iqr_pct"] == pytest.approx(5.5 - 1.5)
+    assert change.loc[50.0, "max_abs_pct"] == pytest.approx(10.0)
     assert change.loc[25.0, "n"] == 4
     worst = brain_eval.worst_tube_change(change.reset_index())
-    assert worst.loc["M", "tube_change_worst_pct"] == pytest.approx(-50.0)
+    assert worst.loc["M", "tube_change_pct"] == pytest.approx(-50.0)
     above = brain_eval.worst_tube_change(change.reset_index(), min_mm=50.0)
-    assert above.loc["M", "tube_change_worst_tube_mM"] == 50.0
+    assert above.loc["M", "tube_mM"] == 50.0
 
 
 def test_recalibration_undoes_a_scaling_of_the_tubes():

@@ -66,7 +66,7 @@ def test_tube_change_is_zero_for_the_input_and_follows_a_known_scaling(measured)
     rows = scaled.method == "cs"
     scaled.loc[rows, tubes] = scaled.loc[scaled.method == "nufft", tubes].to_numpy() * 1.05
     per_image, summary = cv.tube_change(scaled)
-    assert set(per_image.tube_mm) == {10, 25, 50, 75, 100}
+    assert set(per_image.tube_mM) == {10, 25, 50, 75, 100}
     assert np.allclose(per_image[per_image.method == "cnn"].change_pct, 0.0)
     assert np.allclose(per_image[per_image.method == "cs"].change_pct, 5.0)
     worst = cv.worst_tube_change(summary).set_index(["nsa", "method"])

@@ -183,6 +183,14 @@ def test_every_reader_reads_the_minimal_csvs(minimal):
     assert table.loc["breast-patients-lesion", "verdict"] == REPRODUCED
 
 
+def test_a_tube_lowered_by_5_percent_is_not_within_the_1_percent_bound(minimal):
+    assert claims.table(minimal).set_index("key").loc["calf-tubes", "verdict"] == REPRODUCED
+    _write(minimal, "calf", "tube_change_worst", [
+        {"nsa": n, "method": "cnn", "tube_change_pct": -5.0, "tube_mM": 100.0,
+         "worst_image_pct": 6.0} for n in CALF_NSAS])
+    assert claims.table(minimal).set_index("key").loc["calf-tubes", "verdict"] == CONTRADICTED
+
+
 def test_claims_are_unique_and_link_to_labels_the_chapters_define():
     keys = [c.key for c in CLAIMS]
     assert len(keys) == len(set(keys))

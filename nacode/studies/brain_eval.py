@@ -205,13 +205,15 @@ def tube_rows(keys: dict, method: str, before: np.ndarray, after: np.ndarray,
         ``**keys, method, tube_mM, before_mM, after_mM, change_pct`` (100 (after − before) /
         before).
     """
+    from nacode.evaluate import tubes as shared
+
     rows = []
     for concentration, roi in zip(concentrations, rois, strict=True):
         mean_before = float(before[roi].mean()) * NORM_MM
         mean_after = float(after[roi].mean()) * NORM_MM
         rows.append({**keys, "method": method, "tube_mM": float(concentration),
                      "before_mM": mean_before, "after_mM": mean_after,
-                     "change_pct": 100.0 * (mean_after - mean_before) / mean_before})
+                     "change_pct": shared.change_pct(mean_before, mean_after)})
     return rows
 
 
@@ -226,24 +228,13 @@ def tube_change_table(tubes):
     Returns
     -------
     pandas.DataFrame
-        ``method, tube_mM, n, before_mM, after_mM`` (medians, mM), ``change_pct`` (median
-        of the per-volume change, %), ``change_iqr_pct`` (its interquartile range, %) and
-        ``max_abs_change_pct`` (the largest per-volume absolute change, %).
+        ``method, tube_mM, n, before_mM, after_mM`` (medians, mM) and the per-volume change's
+        ``median_pct, q1_pct, q3_pct, iqr_pct, max_abs_pct`` (%)
+        (:func:`nacode.evaluate.tubes.summarise`).
     """
-    import pandas as pd
+    from nacode.evaluate import tubes as shared
 
-    rows = []
-    for (method, tube), group in tubes.groupby(["method", "tube_mM"], sort=False):
-        q1, median, q3 = np.percentile(group.change_pct, [25, 50, 75])
-        rows.append({"method": method, "tube_mM": tube, "n": len(group),
-                     "before_mM": float(group.before_mM.median()),
-                     "after_mM": float(group.after_mM.median()), "change_pct": float(median),
-                     "change_iqr_pct": float(q3 - q1),
-                     "max_abs_change_pct": float(group.change_pct.abs().max())})
-    table = pd.DataFrame(rows)
-    table["order"] = table.method.map(_order(tubes.method))
-    return (table.sort_values(["order", "tube_mM"], kind="stable").drop(columns="order")
-            .reset_index(drop=True))
+    return shared.summarise(tubes, ["method"], carry=("before_mM", "after_mM"))
 
 
 def _order(methods) -> dict:
@@ -264,19 +255,13 @@ def worst_tube_change(change, min_mm: float = MIN_TUBE_MM):
     Returns
     -------
     pandas.DataFrame, indexed by method
-        ``tube_change_worst_pct`` (that tube's signed median change, %),
-        ``tube_change_worst_tube_mM`` and ``tube_change_max_abs_pct`` (the largest absolute change
-        of any such tube in any test volume, %).
+        ``tube_change_pct`` (that tube's signed median change, %), ``tube_mM`` (which tube) and
+        ``worst_image_pct`` (the largest absolute change of any such tube in any test volume,
+        %) (:func:`nacode.evaluate.tubes.worst`).
     """
-    import pandas as pd
+    from nacode.evaluate import tubes as shared
 
-    rows = {}
-    for method, group in change[change.tube_mM >= min_mm].groupby("method", sort=False):
-        worst = group.loc[group.change_pct.abs().idxmax()]
-        rows[method] = {"tube_change_worst_pct": float(worst.change_pct),
-                        "tube_change_worst_tube_mM": float(worst.tube_mM),
-                        "tube_change_max_abs_pct": float(group.max_abs_change_pct.max())}
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return shared.worst(change, ["method"], min_mm=min_mm).set_index("method")
 
 
 def summary_table(scores, change, tsc):
@@ -311,9 +296,9 @@ def summary_table(scores, change, tsc):
     mae = tsc.pivot_table(index="method", columns="tissue", values="mae_mM", sort=False)
     table = table.join(mae.rename(columns=lambda t: f"MAE {t} (mM)"), how="outer")
     worst = worst_tube_change(change)
-    table = table.join(worst[["tube_change_worst_pct", "tube_change_max_abs_pct"]].rename(
-        columns={"tube_change_worst_pct": "tube Δ worst (%)",
-                 "tube_change_max_abs_pct": "tube |Δ| max (%)"}), how="outer")
+    table = table.join(worst[["tube_change_pct", "worst_image_pct"]].rename(
+        columns={"tube_change_pct": "tube Δ worst (%)",
+                 "worst_image_pct": "tube |Δ| max (%)"}), how="outer")
     order = _order([*scores.method, *tsc.method, *change.method])
     table = table.loc[sorted(table.index, key=order.get)]
     return table.rename_axis("method").reset_index()

@@ -226,44 +226,73 @@ def tube_change(measurements, *, before: str = "nufft", methods=DENOISERS):
     Returns
     -------
     per_image : pandas.DataFrame
-        ``volunteer, nsa, method, tube_mm, before, after, change_pct`` with
+        ``volunteer, nsa, method, tube_mM, before, after, change_pct`` with
         ``change_pct = 100 (after / before − 1)``.
     summary : pandas.DataFrame
-        Per NSA, method and tube: ``median_pct``, ``q1_pct``, ``q3_pct`` and ``max_abs_pct``
-        (the worst volunteer) of the change.
+        Per NSA, method and tube (:func:`nacode.evaluate.tubes.summarise`): ``median_pct``,
+        ``q1_pct``, ``q3_pct``, ``iqr_pct`` and ``max_abs_pct`` (the worst volunteer).
     """
     import pandas as pd
 
-    tubes = [c for c in measurements.columns if c.startswith("tube_")]
+    from nacode.evaluate import tubes
+
+    columns = [c for c in measurements.columns if c.startswith("tube_")]
     base = measurements[measurements.method == before].set_index(["volunteer", "nsa"])
     rows = []
     for method in methods:
         after = measurements[measurements.method == method].set_index(["volunteer", "nsa"])
-        for column in tubes:
-            ratio = after[column] / base.loc[after.index, column]
-            for (volunteer, nsa), value in ratio.items():
+        for column in columns:
+            for (volunteer, nsa), value in after[column].items():
+                old = float(base.loc[(volunteer, nsa), column])
                 rows.append({"volunteer": volunteer, "nsa": nsa, "method": method,
-                             "tube_mm": float(column.removeprefix("tube_")),
-                             "before": float(base.loc[(volunteer, nsa), column]),
-                             "after": float(after.loc[(volunteer, nsa), column]),
-                             "change_pct": 100.0 * (float(value) - 1.0)})
+                             tubes.TUBE: float(column.removeprefix("tube_")),
+                             "before": old, "after": float(value),
+                             tubes.CHANGE: tubes.change_pct(old, float(value))})
     per_image = pd.DataFrame(rows)
-    summary = (per_image.groupby(["nsa", "method", "tube_mm"], sort=False)["change_pct"]
-               .agg(median_pct="median", q1_pct=lambda v: v.quantile(0.25),
-                    q3_pct=lambda v: v.quantile(0.75), max_abs_pct=lambda v: v.abs().max())
-               .reset_index())
-    return per_image, summary
+    return per_image, tubes.summarise(per_image, ["nsa", "method"])
 
 
 def worst_tube_change(summary, *, above_mm: float = 25.0):
-    """Per NSA and method, the largest ``|median change|`` (%) over tubes ≥ ``above_mm``, and
-    the largest change of any one image (``worst_image_pct``): the tube-change columns of the
-    chapter's tables."""
-    part = summary[summary.tube_mm >= above_mm]
-    return (part.assign(abs_median=part.median_pct.abs())
-            .groupby(["nsa", "method"], sort=False)
-            .agg(tube_change_pct=("abs_median", "max"), worst_image_pct=("max_abs_pct", "max"))
-            .reset_index())
+    """Per NSA and method, the tube ≥ ``above_mm`` with the largest ``|median change|``: its
+    signed median (``tube_change_pct``), which tube, and the largest change of any one image
+    (``worst_image_pct``): the tube-change columns of the chapter's tables
+    (:func:`nacode.evaluate.tubes.worst`)."""
+    from nacode.evaluate import tubes
+
+    return tubes.worst(summary, ["nsa", "method"], min_mm=above_mm)
+
+
+def tube_stacks(images: dict, *, method: str = "nufft", above_mm: float = 25.0) -> dict:
+    """The gridded images of :func:`run` with their tube ROIs, per NSA, for
+    :func:`nacode.studies.calf.tube_scale_response`.
+
+    Parameters
+    ----------
+    images : dict
+        ``{(volunteer, nsa): {method: image}}`` from :func:`run`.
+    method : str
+        Which image (the CNN's input: gridding).
+    above_mm : float
+        Tubes of at least this concentration, mM.
+
+    Returns
+    -------
+    dict of int to (list of ndarray, list of list of ndarray)
+    """
+    from nacode.anatomy.calf import calf_subject
+    from nacode.recon.calibration import tube_rois
+
+    stacks: dict = {}
+    for (seed, nsa), outputs in images.items():
+        subject = calf_subject(seed)
+        image = outputs[method]
+        rois = [roi for tube, roi in zip(subject.tubes, tube_rois(
+            subject.tubes, image.shape, subject.fov_mm[0]), strict=True)
+                if tube.concentration >= above_mm]
+        stacks.setdefault(nsa, ([], []))
+        stacks[nsa][0].append(image)
+        stacks[nsa][1].append(rois)
+    return stacks
 
 
 def tuning_rows(tunings: dict):
