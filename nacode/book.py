@@ -355,8 +355,10 @@ def run_book(root: Path, *, profile: str = "quick", device: str = "cpu",
     device : {"cpu", "cuda", "auto"}
         Torch device passed to the notebooks.
     only : list of str, optional
-        Execute only these notebooks (stems). The book is then built only if every other
-        notebook already has an executed copy.
+        Execute only these notebooks (stems), and after them every notebook that runs last
+        (the intro's claims table reads the other chapters' results, so it is re-executed
+        whenever one of them is). The book is then built only if every other notebook
+        already has an executed copy.
     build : bool
         Build the HTML after executing.
     strict : bool
@@ -384,7 +386,8 @@ def run_book(root: Path, *, profile: str = "quick", device: str = "cpu",
     if unknown:
         raise BookError(f"--only {', '.join(unknown)}: no such notebook in _toc.yml "
                         f"(notebooks: {', '.join(sorted(known)) or 'none'})")
-    selected = execution_order([nb for nb in notebooks if not only or nb.name in only])
+    selected = execution_order([nb for nb in notebooks
+                                if not only or nb.name in only or nb.runs_last])
     # Check every notebook's parameters before spending time on any execution.
     params = {nb.name: _profiles.parameters(nb.name, profile, device, profiles)
               for nb in selected}

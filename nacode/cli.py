@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="torch device for the notebooks (default cpu; auto picks cuda "
                       "when available)")
     book.add_argument("--only", action="append", metavar="NAME",
-                      help="execute only this notebook (stem of book/NAME.md); repeatable")
+                      help="execute only this notebook (stem of book/NAME.md), then the intro, "
+                           "whose claims read every chapter's results; repeatable")
     book.add_argument("--no-build", action="store_true", help="execute only, skip the HTML")
     book.add_argument("--strict", action="store_true", help="Sphinx warnings are errors")
     book.add_argument("--root", type=Path, default=None,

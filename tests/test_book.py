@@ -148,6 +148,12 @@ def test_a_runs_last_notebook_executes_after_the_others_but_stays_first_in_the_t
     assert "intro read 3" in outputs_text(build / "executed" / "intro.ipynb")
     run = json.loads((build / "results" / "run.json").read_text(encoding="utf-8"))
     assert list(run["notebooks"]) == ["tiny", "intro"]
+    # --only tiny re-executes the intro too: what it read has changed
+    profiles["quick"]["tiny"] = {"scale": 5}
+    record = book.run_book(tiny_book, build=False, build_dir=build, profiles=profiles,
+                           only=["tiny"], echo=lambda *_: None)
+    assert "intro read 15" in outputs_text(build / "executed" / "intro.ipynb")
+    assert record["notebooks"]["intro"]["parameters"] == {"profile": "quick", "device": "cpu"}
     # papermill's injected cell is hidden like the parameters cell it follows
     nb = nbformat.read(build / "executed" / "intro.ipynb", as_version=4)
     injected_cell = next(c for c in nb.cells
