@@ -156,3 +156,34 @@ def test_tube_diagnosis_sees_a_known_gain_and_its_repair():
     assert abs(row.input_vs_truth_pct) < 0.5
     # restoring the input's local mean undoes a gain inside the tube's flat interior
     assert abs(row.restored_vs_truth_pct) < 1.0
+
+
+def test_tube_scale_response_is_flat_for_an_equivariant_denoiser_only():
+    import torch
+
+    from nacode.studies import calf
+
+    class Gain(torch.nn.Module):  # f(a x) = a f(x): the same change at every level
+        def forward(self, x):
+            return 0.9 * x, None
+
+    class Squash(torch.nn.Module):  # bright values pulled down more: level-dependent
+        def forward(self, x):
+            return x - 0.1 * x**2, None
+
+    rng = np.random.default_rng(5)
+    images, rois = [], []
+    for _ in range(3):
+        image = 2.0 + rng.random((40, 40))
+        image[0, 0] = 0.0  # min–max normalisation maps the background to exactly 0
+        tube = np.zeros((40, 40), bool)
+        tube[10:20, 10:20] = True
+        image[tube] = 10.0
+        images.append(image)
+        rois.append([tube])
+    flat = calf.tube_scale_response({30: Gain()}, {30: (images, rois)}, scales=(1, 2, 4))
+    np.testing.assert_allclose(flat.median_pct, -10.0, atol=1e-4)
+    np.testing.assert_allclose(flat.tube_level, [1.0, 0.5, 0.25], atol=1e-6)
+    bent = calf.tube_scale_response({30: Squash()}, {30: (images, rois)}, scales=(1, 2, 4))
+    # x − 0.1 x² at level 1/s: a change of −10/s %
+    np.testing.assert_allclose(bent.median_pct, [-10.0, -5.0, -2.5], atol=1e-4)

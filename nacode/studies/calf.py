@@ -340,6 +340,63 @@ def tube_diagnosis(models: dict, pairs: dict, *, restore_px: float = 2.0):
     return pd.DataFrame(rows)
 
 
+SCALES = (1.0, 1.25, 1.5, 2.0)
+
+
+def tube_scale_response(models: dict, stacks: dict, scales=SCALES):
+    """Does the CNN's tube change depend on where the normalisation puts the tube?
+
+    Min–max normalisation divides by the noisy image's range, whose top is a noise peak, so
+    the bright tube lands at a level that varies from image to image. A denoiser that is
+    equivariant to intensity scale (``f(a x) = a f(x)``, as a bias-free ReLU network is)
+    changes a tube by the same percentage wherever it lands; one that is not has learnt
+    level-dependent intensities. Each image is min–max normalised (the paper's), divided by
+    ``s``, denoised, multiplied by ``s`` and mapped back; each tube ROI's mean is compared
+    with the input's.
+
+    Parameters
+    ----------
+    models : dict of int to module
+        The CNN per NSA.
+    stacks : dict of int to (list of ndarray, list of list of ndarray)
+        Per NSA: the images ``(H, W)`` (signal units) and, per image, its tube ROIs (bool
+        ``(H, W)``) of the tubes to measure.
+    scales : sequence of float
+        The divisors ``s`` (1 = the paper's normalisation).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``nsa, scale, tube_level`` (median normalised level of the brightest tube in the
+        network's input), ``median_pct, q1_pct, q3_pct`` and ``max_abs_pct`` (the change of
+        the tube means against the input, %, over every image and tube).
+    """
+    import pandas as pd
+
+    from nacode.denoise.trainer import denoise
+    from nacode.evaluate.tubes import change_pct
+
+    rows = []
+    for nsa, (images, rois) in stacks.items():
+        lows = np.array([float(x.min()) for x in images])[:, None, None]
+        spans = np.array([float(x.max() - x.min()) for x in images])[:, None, None]
+        normalised = (np.stack(images) - lows) / spans
+        for scale in scales:
+            out = (denoise(models[nsa], (normalised / scale).astype(np.float32)) * scale
+                   * spans + lows)
+            change = [change_pct(float(x[r].mean()), float(o[r].mean()))
+                      for x, o, image_rois in zip(images, out, rois, strict=True)
+                      for r in image_rois]
+            levels = [max(float(x[r].mean()) for r in image_rois) / scale
+                      for x, image_rois in zip(normalised, rois, strict=True)]
+            q1, median, q3 = np.percentile(change, [25, 50, 75])
+            rows.append({"nsa": nsa, "scale": float(scale),
+                         "tube_level": float(np.median(levels)), "median_pct": float(median),
+                         "q1_pct": float(q1), "q3_pct": float(q3),
+                         "max_abs_pct": float(np.max(np.abs(change)))})
+    return pd.DataFrame(rows)
+
+
 def gains(summary):
     """PSNR gains (dB) of each method over the input, and of the CNN over the best baseline,
     beside the paper's CNN gain."""
