@@ -145,7 +145,7 @@ def reference_atsc(tissue: str):
 
 
 def tube_change(results):
-    """Per NSA ≥ 30: the CNN's largest |median change| (%) of a tube of 25 mM or more."""
+    """Per NSA ≥ 30: the CNN's largest absolute median change (%) of a tube of 25 mM or more."""
     worst = csv(results, "calf", "tube_change_worst")
     return [Cell(f"NSA {nsa}", abs(float(one(worst, nsa=nsa, method="cnn")["tube_change_pct"])))
             for nsa in (50, 40, 30)]
