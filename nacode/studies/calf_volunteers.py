@@ -282,16 +282,18 @@ def tube_stacks(images: dict, *, method: str = "nufft", above_mm: float = 25.0) 
     from nacode.anatomy.calf import calf_subject
     from nacode.recon.calibration import tube_rois
 
+    rois: dict = {}  # per volunteer: its anatomy is built once, whatever the NSAs
     stacks: dict = {}
     for (seed, nsa), outputs in images.items():
-        subject = calf_subject(seed)
         image = outputs[method]
-        rois = [roi for tube, roi in zip(subject.tubes, tube_rois(
-            subject.tubes, image.shape, subject.fov_mm[0]), strict=True)
+        if seed not in rois:
+            subject = calf_subject(seed)
+            rois[seed] = [roi for tube, roi in zip(subject.tubes, tube_rois(
+                subject.tubes, image.shape, subject.fov_mm[0]), strict=True)
                 if tube.concentration >= above_mm]
         stacks.setdefault(nsa, ([], []))
         stacks[nsa][0].append(image)
-        stacks[nsa][1].append(rois)
+        stacks[nsa][1].append(rois[seed])
     return stacks
 
 
