@@ -7,16 +7,33 @@ import pytest
 import torch
 
 from nacode.physics.nufft import NufftPlan
-from nacode.physics.torch_nufft import MulticoilForward, TorchNufft, _pad_or_crop
+from nacode.physics.sparse_nufft import SparseNufftPlan
+from nacode.physics.torch_nufft import (
+    MulticoilForward,
+    TorchNufft,
+    _pad_or_crop,
+    choose_backend,
+)
 from nacode.physics.trajectory import radial
 
 N = 24
 
 
 @pytest.fixture(scope="module")
-def plan() -> NufftPlan:
+def plan() -> SparseNufftPlan:
     traj = radial(matrix=N, undersampling=4.0, samples_per_spoke=16)
-    return NufftPlan((N, N), traj.coord)
+    return SparseNufftPlan((N, N), traj.coord)
+
+
+BACKENDS = ["sparse", "finufft"]
+
+
+def _op(plan: SparseNufftPlan, backend: str, dtype=torch.float64) -> TorchNufft:
+    """The operator of the fixture's trajectory on either backend."""
+    if backend == "sparse":
+        return TorchNufft(plan, dtype=dtype)
+    traj = radial(matrix=N, undersampling=4.0, samples_per_spoke=16)
+    return TorchNufft(NufftPlan((N, N), traj.coord), dtype=dtype)
 
 
 def _crandn(gen: torch.Generator, *shape: int) -> torch.Tensor:
@@ -61,7 +78,7 @@ def test_matches_nufft_plan(plan, dtype, tol):
 
 def test_odd_grid_matches_nufft_plan():
     traj = radial(matrix=N, undersampling=8.0, samples_per_spoke=12)
-    plan = NufftPlan((9, 10), traj.coord * 9 / N)  # odd image axis, odd grid axis
+    plan = SparseNufftPlan((9, 10), traj.coord * 9 / N)  # odd image axis, odd grid axis
     assert plan.os_shape == (12, 13)
     rng = np.random.default_rng(1)
     image = rng.standard_normal((9, 10)) + 1j * rng.standard_normal((9, 10))
@@ -77,9 +94,10 @@ def _adjointness(forward, adjoint, x: torch.Tensor, y: torch.Tensor) -> float:
     return float(abs(lhs - rhs) / (ax.norm() * y.norm()))
 
 
-def test_adjointness(plan):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adjointness(plan, backend):
     gen = torch.Generator().manual_seed(2)
-    op = TorchNufft(plan, dtype=torch.float64)
+    op = _op(plan, backend)
     x, y = _crandn(gen, 3, N, N), _crandn(gen, 3, plan.n_samples)
     assert _adjointness(op, op.adjoint, x, y) < 1e-10
     weights = torch.rand(plan.n_samples, generator=gen, dtype=torch.float64) + 0.1
@@ -88,9 +106,10 @@ def test_adjointness(plan):
     assert _adjointness(model, model.adjoint, x, y) < 1e-10
 
 
-def test_data_fidelity_gradient(plan):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_data_fidelity_gradient(plan, backend):
     gen = torch.Generator().manual_seed(3)
-    op = TorchNufft(plan, dtype=torch.float64)
+    op = _op(plan, backend)
     weights = torch.rand(plan.n_samples, generator=gen, dtype=torch.float64) + 0.1
     model = MulticoilForward(op, _maps(gen, 4, (N, N)), weights)
     y = model.weighted(_crandn(gen, 2, 4, plan.n_samples))
@@ -103,9 +122,11 @@ def test_data_fidelity_gradient(plan):
     assert float((image.grad - expected).abs().max() / expected.abs().max()) < 1e-8
 
 
-def test_gradcheck_tiny():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_tiny(backend):
     traj = radial(matrix=8, undersampling=6.0, samples_per_spoke=5)
-    op = TorchNufft.from_coord((8, 8), traj.coord, dtype=torch.float64)
+    op = TorchNufft.from_coord((8, 8), traj.coord, backend=backend, dtype=torch.float64)
+    assert op.backend == backend
     gen = torch.Generator().manual_seed(4)
     model = MulticoilForward(op, _maps(gen, 2, (8, 8)),
                              torch.rand(op.n_samples, generator=gen, dtype=torch.float64))
@@ -117,9 +138,10 @@ def test_gradcheck_tiny():
     assert torch.autograd.gradcheck(op.adjoint, (_crandn(gen, op.n_samples).requires_grad_(),))
 
 
-def test_batch_equals_single_calls(plan):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_equals_single_calls(plan, backend):
     gen = torch.Generator().manual_seed(5)
-    model = MulticoilForward(TorchNufft(plan, dtype=torch.float64), _maps(gen, 3, (N, N)))
+    model = MulticoilForward(_op(plan, backend), _maps(gen, 3, (N, N)))
     images = torch.randn(2, N, N, generator=gen, dtype=torch.float64)
     kspace = _crandn(gen, 2, 3, plan.n_samples)
     batch, adj = model(images), model.adjoint(kspace)
@@ -130,3 +152,49 @@ def test_batch_equals_single_calls(plan):
         loss = model.data_fidelity(images[b], kspace[b])
         assert loss.shape == ()
         torch.testing.assert_close(model.data_fidelity(images, kspace)[b], loss)
+
+
+def test_gradients_of_gradients_through_finufft():
+    """The backward pass is itself differentiable (the other transform): gradgradcheck."""
+    traj = radial(matrix=8, undersampling=6.0, samples_per_spoke=5)
+    op = TorchNufft.from_coord((8, 8), traj.coord, backend="finufft", dtype=torch.float64)
+    x = _crandn(torch.Generator().manual_seed(6), 8, 8).requires_grad_()
+    assert torch.autograd.gradgradcheck(op, (x,))
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-5), (torch.float32, 1e-4)])
+def test_finufft_operator_matches_an_exact_dft(dtype, tol):
+    """float64 runs at nacode.physics.nufft.EPS, float32 at EPS_SINGLE (finufft's float)."""
+    traj = radial(matrix=12, undersampling=2.0, samples_per_spoke=12)
+    coord = traj.coord.reshape(-1, 2)
+    op = TorchNufft.from_coord((12, 12), coord, backend="finufft", dtype=dtype)
+    n = np.arange(12) - 6
+    rows, cols = np.meshgrid(n, n, indexing="ij")
+    phase = np.outer(coord[:, 0], rows.ravel()) + np.outer(coord[:, 1], cols.ravel())
+    dft = np.exp(-2j * np.pi * phase / 12) / 12
+    x = np.random.default_rng(7).standard_normal((12, 12)) + 0j
+    y = np.random.default_rng(8).standard_normal(coord.shape[0]) + 0j
+    assert _rel(op(torch.from_numpy(x)).numpy(), dft @ x.ravel()) < tol
+    assert _rel(op.adjoint(torch.from_numpy(y)).numpy().ravel(), dft.conj().T @ y) < tol
+
+
+def test_backend_choice():
+    assert choose_backend(2, "cpu") == "sparse" and choose_backend(3, "cpu") == "finufft"
+    with pytest.raises(ValueError, match="backend must be"):
+        TorchNufft.from_coord((8, 8), radial(matrix=8).coord, backend="nfft")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cuda_matches_cpu(backend):
+    """The CUDA path (cufinufft, or cuSPARSE for the sparse backend) equals the CPU one."""
+    if backend == "finufft":
+        pytest.importorskip("cufinufft", reason="cufinufft is not installed")
+    traj = radial(matrix=N, undersampling=4.0, samples_per_spoke=16)
+    cpu, gpu = (TorchNufft.from_coord((N, N), traj.coord, backend=backend, device=device,
+                                      dtype=torch.float64) for device in ("cpu", "cuda"))
+    gen = torch.Generator().manual_seed(9)
+    x, y = _crandn(gen, 2, N, N), _crandn(gen, 2, cpu.n_samples)
+    assert _rel(gpu(x.cuda()).cpu().numpy(), cpu(x).numpy()) < 1e-5
+    assert _rel(gpu.adjoint(y.cuda()).cpu().numpy(), cpu.adjoint(y).numpy()) < 1e-5
+    assert _adjointness(gpu, gpu.adjoint, x.cuda(), y.cuda()) < 1e-10

@@ -22,7 +22,7 @@ class Trajectory:
 
     Attributes
     ----------
-    coord : ndarray, shape (n_shots, n_samples, ndim), float64
+    coord : ndarray, shape (n_shots, n_samples, ndim), float64, read-only
         k-space positions in grid units (``|k| ≤ N/2`` reaches the matrix edge).
     times_ms : ndarray, shape (n_shots, n_samples), float64
         Time of each sample after excitation, ms (TE is the time of the first sample).
@@ -45,6 +45,11 @@ class Trajectory:
             raise ValueError(f"coord {self.coord.shape} and times {self.times_ms.shape} differ")
         if self.coord.shape[-1] != len(self.matrix):
             raise ValueError(f"coord has {self.coord.shape[-1]} dims, matrix {self.matrix}")
+        # a read-only copy: the NUFFT plan cache then recognises it by identity (no hashing)
+        for name in ("coord", "times_ms"):
+            frozen = np.array(getattr(self, name), dtype=np.float64)
+            frozen.flags.writeable = False
+            object.__setattr__(self, name, frozen)
 
     @property
     def n_shots(self) -> int:

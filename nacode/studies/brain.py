@@ -30,7 +30,8 @@ PURITY = 0.75  # a voxel counts as GM / WM / CSF when this fraction of it is tha
 #: The paper's Tables 2 and 3: relative improvement in % (mean, median, σ).
 PAPER_TABLE2 = {"NLM": (1.95, 1.96, 0.33), "DAE": (2.37, 2.42, 0.50)}
 PAPER_TABLE3 = {"NLM": (18.85, 18.88, 3.39), "DAE": (28.75, 28.93, 3.85)}
-COHORT_VERSION = 3  # bump when BrainScan or the subjects change: 2 tube ROIs, 3 texture
+COHORT_VERSION = 4  # bump when BrainScan or the subjects change: 2 tube ROIs, 3 texture,
+#                    4 finufft NUFFT
 
 
 def model_name(fold: int) -> str:

@@ -317,10 +317,14 @@ def evaluate(scans, test: list[int], base, classical: dict, dip: dict, *, rates=
         iterations = sorted(snapshots)
         for g, (method, job) in enumerate(labelled):
             outputs[(job, method)] = images[g]
-            best = int(np.argmax(trace[:, g]))
+            # the oracle: the best iterate whose PSNR is known, the traced snapshots (every
+            # `every` iterations) and the stopping rule's own output (any iteration)
+            best, kept = int(np.argmax(trace[:, g])), tables.psnr(scans[job.subject], images[g])
+            oracle = ((kept, int(stops[g])) if kept > trace[best, g]
+                      else (float(trace[best, g]), iterations[best]))
             extra[(job, method)] = {"stop_iteration": int(stops[g]),
-                                    "oracle_psnr": float(trace[best, g]),
-                                    "oracle_iteration": iterations[best]}
+                                    "oracle_psnr": float(oracle[0]),
+                                    "oracle_iteration": oracle[1]}
         for method in {m for m, _ in labelled}:
             timed(method, len(subset), start)
     extra["seconds"] = seconds
