@@ -331,15 +331,26 @@ def denoise(model: torch.nn.Module, noisy: np.ndarray, *, batch_size: int | None
             device: str = "cpu") -> np.ndarray:
     """Apply a residual denoiser to (n, H, W) normalised images → (n, H, W) float32.
 
-    Runs the float32 :class:`~nacode.denoise.fast.InferenceEngine` (batch norm folded,
-    channels-last, :data:`~nacode.denoise.fast.CPU_BATCH` images per pass on the CPU): on two
-    cores 2.4× faster per slice than the eager model in batches of 32 (``nacode bench
-    --compare``), equal to it up to float32 rounding.
+    A :class:`~nacode.denoise.dncnn.ResidualDnCNN` runs in the float32
+    :class:`~nacode.denoise.fast.InferenceEngine` (batch norm folded, channels-last,
+    :data:`~nacode.denoise.fast.CPU_BATCH` images per pass on the CPU): on two cores
+    1.5–2.4× faster per slice than the eager model in batches of 32 (``nacode bench
+    --compare``), equal to it up to float32 rounding. Any other module ``x ↦ (denoised, …)``
+    runs eagerly, ``batch_size`` (default 32) images at a time.
     """
+    from nacode.denoise.dncnn import ResidualDnCNN
     from nacode.denoise.fast import InferenceEngine
 
-    engine = InferenceEngine(model.eval(), device, dtype=torch.float32, batch_size=batch_size)
-    return engine(torch.from_numpy(np.asarray(noisy, np.float32))).cpu().numpy()
+    x = torch.from_numpy(np.asarray(noisy, np.float32))
+    if isinstance(model, ResidualDnCNN):
+        engine = InferenceEngine(model.eval(), device, dtype=torch.float32,
+                                 batch_size=batch_size)
+        return engine(x).cpu().numpy()
+    model.eval().to(device)
+    step = batch_size or 32
+    with torch.no_grad():
+        out = [model(x[i:i + step, None].to(device))[0].cpu() for i in range(0, len(x), step)]
+    return torch.cat(out)[:, 0].numpy()
 
 
 def _flatten_optimiser(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
