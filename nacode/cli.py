@@ -118,7 +118,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     """Train a study; under ``torchrun`` calf trains data-parallel and brain splits folds."""
     from nacode.book import resolve_device
     from nacode.denoise.distributed import init_from_env
+    from nacode.studies import calf_data
 
+    if args.epochs is not None and args.epochs < 1:  # before any work: 0 meant 100 before
+        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.study == "calf" and (unknown := sorted(set(args.nsa or ()) - set(calf_data.NSAS))):
+        raise ValueError(f"--nsa {', '.join(map(str, unknown))}: the calf study trains one model "
+                         f"per NSA in {', '.join(map(str, calf_data.NSAS))}")
     dist = init_from_env(resolve_device(args.device))
     try:
         if args.study == "brain":

@@ -66,6 +66,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Ite
     """Open a temporary file beside ``path`` and move it into place only on success.
 
     A crash or exception inside the ``with`` block leaves ``path`` untouched (no partial file).
+    The file gets the permissions a plain :func:`open` would give it (``0666`` less the
+    umask), not the temporary file's ``0600``.
 
     Parameters
     ----------
@@ -86,11 +88,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Ite
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

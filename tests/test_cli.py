@@ -41,3 +41,15 @@ def test_unknown_notebook_is_one_line(tmp_path):
 def test_bad_profile_is_rejected_by_argparse():
     result = nacode("book", "--profile", "slow")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_train_refuses_bad_epochs_and_nsa_before_any_work(tmp_path):
+    """--epochs 0 used to train 100 epochs, -1 to 'succeed'; --nsa 7 was a KeyError traceback
+    after the data were built. Each is now one line and nothing is written."""
+    for args, message in ((("--epochs", "0"), "--epochs must be at least 1, got 0"),
+                          (("--epochs", "-1"), "--epochs must be at least 1, got -1"),
+                          (("--nsa", "7", "--nsa", "30"), "--nsa 7: the calf study trains")):
+        result = nacode("train", "calf", *args, "--out", str(tmp_path / "w"), "--device", "cpu")
+        assert result.returncode == 1, result.stderr
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "w").exists()

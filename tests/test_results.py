@@ -67,3 +67,23 @@ def test_project_root_missing_names_the_markers(tmp_path, monkeypatch):
     monkeypatch.delenv("NACODE_ROOT", raising=False)
     with pytest.raises(FileNotFoundError, match=r"_toc\.yml"):
         results.project_root(tmp_path)
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path):
+    """mkstemp's 0600 used to stay on every file nacode wrote (images, weights, JSON)."""
+    import os
+    import stat
+
+    from nacode.results import atomic_write
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "a.json") as handle:
+            handle.write("{}")
+        os.umask(0o077)
+        with atomic_write(tmp_path / "b.bin", "wb") as handle:
+            handle.write(b"x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.bin").stat().st_mode) == 0o600
