@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="number of averages of the input; the nearest trained model is used")
     den.add_argument("--model", type=Path, default=None,
                      help="weights (.safetensors) instead of the committed model for --nsa")
+    den.add_argument("--force", action="store_true",
+                     help="allow the output to be the input file (overwrite it)")
 
     bench = commands.add_parser("bench", help="time NUFFT, CNN, CS, autoencoder and DIP-Fusion "
                                 "(medians after warm-up) and write them as JSON")
@@ -185,7 +187,7 @@ def _train_brain(args: argparse.Namespace, dist) -> int:
 def _cmd_denoise(args: argparse.Namespace) -> int:
     from nacode.denoise.apply import run
 
-    info = run(args.input, args.output, args.nsa, args.model)
+    info = run(args.input, args.output, args.nsa, args.model, force=args.force)
     print(f"denoised {info['images']} image(s) with the NSA {info['nsa']} model "
           f"({info['model']}{', checksum verified' if info['checksum_verified'] else ''}): "
           f"{info['output']}")

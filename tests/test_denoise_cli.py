@@ -116,3 +116,76 @@ def test_nearest_nsa():
     assert apply.nearest_nsa(25, (50, 40, 30, 20, 10)) == 30
     with pytest.raises(ValueError, match="positive"):
         apply.nearest_nsa(0, (50,))
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (np.full((16, 16), 1e300), "exceed float32's range"),  # was an all-Inf output, exit 0
+])
+def test_values_beyond_float32_are_refused(tmp_path, weights, data, message):
+    np.save(tmp_path / "in.npy", data)
+    result = cli(tmp_path / "in.npy", tmp_path / "out.npy", "--nsa", 30, "--model", weights)
+    assert result.returncode == 1 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_nan_weights_are_refused_and_nothing_is_written(tmp_path):
+    """A weight file holding NaN gave an all-NaN image with exit 0."""
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in ResidualDnCNN().state_dict().items()}
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first] = torch.full_like(state[first], float("nan"))
+    save_file(state, str(tmp_path / "nan.safetensors"))
+    np.save(tmp_path / "in.npy", image())
+    result = cli(tmp_path / "in.npy", tmp_path / "out.npy", "--nsa", 30, "--model",
+                 tmp_path / "nan.safetensors")
+    assert result.returncode == 1 and "NaN or infinity" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_a_constant_image_comes_back_unchanged(tmp_path, weights):
+    """5.0 everywhere came back as 4.965: there is no range to normalise by."""
+    stack = np.stack([np.full((16, 16), 5.0, np.float32), image((16, 16))])
+    np.save(tmp_path / "in.npy", stack)
+    assert cli(tmp_path / "in.npy", tmp_path / "out.npy", "--nsa", 30, "--model",
+               weights).returncode == 0
+    out = np.load(tmp_path / "out.npy")
+    assert np.array_equal(out[0], stack[0]) and not np.array_equal(out[1], stack[1])
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path, weights):
+    import os
+
+    np.save(tmp_path / "in.npy", image())
+    before = (tmp_path / "in.npy").read_bytes()
+    same = cli(tmp_path / "in.npy", tmp_path / "in.npy", "--nsa", 30, "--model", weights)
+    assert same.returncode == 1 and "is the input" in same.stderr and "--force" in same.stderr
+    assert (tmp_path / "in.npy").read_bytes() == before  # not overwritten
+    forced = cli(tmp_path / "in.npy", tmp_path / "in.npy", "--nsa", 30, "--model", weights,
+                 "--force")
+    assert forced.returncode == 0 and (tmp_path / "in.npy").read_bytes() != before
+    (tmp_path / "folder").mkdir()
+    for output, message in ((tmp_path / "folder", "is a folder; give an output file"),
+                            (tmp_path / "missing" / "o.npy", "does not exist")):
+        result = cli(tmp_path / "in.npy", output, "--nsa", 30, "--model", weights)
+        assert result.returncode == 1 and message in result.stderr
+        assert "Traceback" not in result.stderr
+    folder_in = cli(tmp_path / "folder", tmp_path / "o.npy", "--nsa", 30, "--model", weights)
+    assert folder_in.returncode == 1 and "is a folder; give one image file" in folder_in.stderr
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        result = cli(tmp_path / "in.npy", locked / "o.npy", "--nsa", 30, "--model", weights)
+        assert result.returncode == 1 and "not writable" in result.stderr
+
+
+def test_an_unwritable_output_folder_is_named(tmp_path, monkeypatch):
+    """The permission check itself (the subprocess test above cannot fail as root)."""
+    import os
+
+    (tmp_path / "in.npy").write_bytes(b"")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(ValueError, match=r"folder .* is not writable; choose another output"):
+        apply.check_output(tmp_path / "in.npy", tmp_path / "o.npy")

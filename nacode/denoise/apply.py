@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _suffix_format(path: Path) -> str | None:
@@ -39,6 +40,9 @@ def _format(path: Path) -> str:
 def read_images(path: str | Path):
     """Read images; return ``(stack (n, H, W) float64, format, context for writing)``."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give one image file (.npy, .nii/.nii.gz or "
+                         "DICOM)")
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
     fmt = _format(path)
@@ -69,6 +73,10 @@ def read_images(path: str | Path):
                          "image (H, W) or a stack (H, W, n) for NIfTI/DICOM, (n, H, W) for .npy")
     if not np.all(np.isfinite(data)):
         raise ValueError(f"{path}: contains NaN or infinity; mask or fill them first")
+    if data.size and np.abs(data).max() > FLOAT32_MAX:
+        raise ValueError(f"{path}: values up to {np.abs(data).max():.3g} exceed float32's range "
+                         f"(±{FLOAT32_MAX:.3g}), in which the result is written; rescale the "
+                         "image first")
     stack = data[None] if data.ndim == 2 else (data if fmt == "npy" else np.moveaxis(data, -1, 0))
     if min(stack.shape[1:]) < 8:
         raise ValueError(f"{path}: images of {stack.shape[1:]} pixels are too small (≥ 8 × 8)")
@@ -83,14 +91,26 @@ def nearest_nsa(nsa: int, available) -> int:
 
 
 def denoise_stack(stack: np.ndarray, model) -> np.ndarray:
-    """Normalise each image by its min and range, denoise, and map back to input units."""
+    """Normalise each image by its min and range, denoise, and map back to input units.
+
+    A constant image (no range to normalise by, nothing to denoise) is returned unchanged.
+    A non-finite result (e.g. from a weight file holding NaN) raises ``ValueError``.
+    """
     from nacode.denoise.trainer import denoise
 
     low = stack.min(axis=(1, 2), keepdims=True)
     span = stack.max(axis=(1, 2), keepdims=True) - low
-    span[span == 0] = 1.0
-    out = denoise(model, ((stack - low) / span).astype(np.float32))
-    return out.astype(np.float64) * span + low
+    constant = span[:, 0, 0] == 0
+    out = np.array(stack, dtype=np.float64)
+    if (~constant).any():
+        varying = stack[~constant]
+        normed = ((varying - low[~constant]) / span[~constant]).astype(np.float32)
+        out[~constant] = denoise(model, normed).astype(np.float64) * span[~constant] + \
+            low[~constant]
+    if not np.all(np.isfinite(out)):
+        raise ValueError("the network gave NaN or infinity (are the weights finite?); "
+                         "nothing was written")
+    return out
 
 
 def write_images(path: str | Path, stack: np.ndarray, fmt: str, context) -> Path:
@@ -137,12 +157,34 @@ def _gzip(raw: bytes) -> bytes:
     return gzip.compress(raw, mtime=0)
 
 
-def run(input_path: str | Path, output_path: str | Path, nsa: int, model_path=None) -> dict:
+def check_output(input_path: str | Path, output_path: str | Path, *, force: bool = False
+                 ) -> None:
+    """Refuse, before any work, an output that is the input (unless ``force``), a folder, or
+    in a folder that cannot be written."""
+    import os
+
+    src, dst = Path(input_path), Path(output_path)
+    if dst.is_dir():
+        raise ValueError(f"{dst}: is a folder; give an output file name")
+    same = dst.exists() and src.exists() and os.path.samefile(src, dst)
+    if same and not force:
+        raise ValueError(f"{dst}: is the input; give another output file (or --force to "
+                         "overwrite the input)")
+    folder = dst.parent if str(dst.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"{dst}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{dst}: folder {folder} is not writable; choose another output")
+
+
+def run(input_path: str | Path, output_path: str | Path, nsa: int, model_path=None, *,
+        force: bool = False) -> dict:
     """Denoise a file with the calf CNN for the nearest NSA (or the given weights)."""
     from nacode.denoise.dncnn import ResidualDnCNN
     from nacode.denoise.trainer import load_weights
     from nacode.studies import calf, calf_data
 
+    check_output(input_path, output_path, force=force)
     stack, fmt, context = read_images(input_path)
     chosen = nearest_nsa(nsa, calf_data.NSAS)
     path = Path(model_path) if model_path else \
