@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from nacode.book import git_commit, package_versions, resolve_device
+from nacode.book import resolve_device
 from nacode.physics.nufft import gridding, sample_image
 from nacode.profiles import PROFILES
+from nacode.provenance import git_commit, package_versions
 from nacode.recon.cs import tv_recon
 from nacode.results import build_dir, write_json
 from nacode.studies import calf_data

@@ -26,21 +26,16 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from nacode import profiles as _profiles
+from nacode.provenance import git_commit, package_versions
 from nacode.results import write_json
 
 #: Packages whose versions ``run.json`` records.
-RECORDED_PACKAGES = (
-    "nacode", "numpy", "scipy", "pandas", "torch", "sigpy", "nilearn", "nibabel",
-    "scikit-image", "pingouin", "matplotlib", "papermill", "jupytext", "jupyter-book",
-    "myst-nb", "sphinx",
-)
 KERNEL = "python3"
 
 
@@ -275,7 +270,6 @@ def build_html(site: Path, html: Path, *, strict: bool, root: Path | None = None
     object of its process (``gc.get_objects``) and fails on a dead weak proxy that numba,
     used by sigpy, leaves behind — and a fresh process keeps one build's state from the next.
     """
-    import subprocess
     import sys
 
     code = ("import sys; from nacode.book import _sphinx; "
@@ -302,33 +296,6 @@ def build_html(site: Path, html: Path, *, strict: bool, root: Path | None = None
         index.write_text(f'<meta http-equiv="Refresh" content="0; url={toc["root"]}.html" />\n',
                          encoding="utf-8")
     return index
-
-
-def git_commit(root: Path) -> dict[str, Any]:
-    """Return ``{"commit": sha, "dirty": bool}`` of the repository at ``root``.
-
-    Outside a git checkout (a copy sent to a GPU machine) the commit is taken from the
-    environment variable ``NACODE_COMMIT`` if set, else ``"unknown"``.
-    """
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, check=True).stdout
-        return {"commit": sha, "dirty": bool(dirty.strip())}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": os.environ.get("NACODE_COMMIT", "unknown"), "dirty": None}
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of :data:`RECORDED_PACKAGES` (``"not installed"`` if absent)."""
-    versions = {}
-    for name in RECORDED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def resolve_device(device: str) -> str:

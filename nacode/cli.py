@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="weights (.safetensors) instead of the committed model for --nsa")
     den.add_argument("--force", action="store_true",
                      help="allow the output to be the input file (overwrite it)")
+    den.add_argument("--slice-axis", type=int, default=None, metavar="AXIS",
+                     help="axis of the stored array the 2D images lie along (default: the "
+                          "only axis of its size when it is the smallest, else the last; "
+                          ".npy: 0)")
 
     bench = commands.add_parser("bench", help="time NUFFT, CNN, CS, autoencoder and DIP-Fusion "
                                 "(medians after warm-up) and write them as JSON")
@@ -185,10 +189,15 @@ def _train_brain(args: argparse.Namespace, dist) -> int:
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
-    from nacode.denoise.apply import run
+    from nacode.denoise.apply import nearest_nsa, run
+    from nacode.studies import calf, calf_data
 
-    info = run(args.input, args.output, args.nsa, args.model, force=args.force)
-    print(f"denoised {info['images']} image(s) with the NSA {info['nsa']} model "
+    chosen = nearest_nsa(args.nsa, calf_data.NSAS)
+    path = args.model or calf.WEIGHTS_DIR / f"{calf.model_name(chosen)}.safetensors"
+    info = run(args.input, args.output, path, digest=calf.manifest_digests().get(
+        Path(path).resolve()), method=f"cnn (calf, NSA {chosen})", force=args.force,
+        slice_axis=args.slice_axis)
+    print(f"denoised {info['images']} image(s) ({info['layout']}) with the NSA {chosen} model "
           f"({info['model']}{', checksum verified' if info['checksum_verified'] else ''}): "
           f"{info['output']}")
     return 0

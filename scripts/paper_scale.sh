@@ -125,7 +125,7 @@ fi
 import json, sys, time
 from pathlib import Path
 
-from nacode.book import git_commit, package_versions
+from nacode.provenance import git_commit, package_versions
 
 out, smoke = Path(sys.argv[1]), sys.argv[2] == "1"
 commit = git_commit(Path.cwd())  # NACODE_COMMIT where the copy has no .git

@@ -75,7 +75,7 @@ def test_dicom_round_trip(tmp_path, weights):
 @pytest.mark.parametrize(("data", "message"), [
     (np.ones((16, 16), complex), "complex"),
     (np.full((16, 16), np.nan), "NaN"),
-    (np.ones((2, 2, 16, 16)), "4D"),
+    (np.ones((2, 2, 16, 16)), "4 non-singleton axes"),
     (np.ones((4, 4)), "too small"),
 ])
 def test_refusals_are_one_line_and_leave_no_output(tmp_path, weights, data, message):
@@ -84,7 +84,7 @@ def test_refusals_are_one_line_and_leave_no_output(tmp_path, weights, data, mess
     assert result.returncode == 1 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.npy").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["in.npy"]
+    assert [p.name for p in tmp_path.iterdir()] == ["in.npy"]  # no sidecar either
 
 
 def test_corrupt_file_is_refused(tmp_path, weights):
@@ -102,12 +102,12 @@ def test_tampered_weights_listed_in_the_manifest_are_refused(tmp_path, weights, 
     digest = sha256_file(copy)
     monkeypatch.setattr(calf, "manifest_digests", lambda: {copy.resolve(): digest})
     np.save(tmp_path / "in.npy", image())
-    apply.run(tmp_path / "in.npy", tmp_path / "ok.npy", 30, copy)  # intact: accepted
+    apply.run(tmp_path / "in.npy", tmp_path / "ok.npy", copy, digest=digest)  # intact
     raw = bytearray(copy.read_bytes())
     raw[-3] ^= 0x55
     copy.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="sha256"):
-        apply.run(tmp_path / "in.npy", tmp_path / "out.npy", 30, copy)
+        apply.run(tmp_path / "in.npy", tmp_path / "out.npy", copy, digest=digest)
     assert not (tmp_path / "out.npy").exists()
 
 

@@ -1,12 +1,12 @@
 """``nacode denoise``: apply the calf CNN to a researcher's own sodium magnitude images.
 
-Reads a 2D magnitude image or a stack of them from ``.npy``, NIfTI (``.nii``/``.nii.gz``) or
-DICOM, normalises each image to [0, 1] by its own minimum and range (the paper's
-normalisation), applies the network trained for the nearest number of averages, undoes the
-normalisation and writes the result in the input's format, atomically. Anything it cannot
-honour — complex data, NaN or infinity, the wrong number of dimensions, a weight file whose
-checksum differs from its manifest entry — is refused with a one-line ``ValueError`` that
-names the file, and nothing is written.
+Reads a file with :func:`nacode.io.images.read_images` (``.npy``, NIfTI, DICOM; the layout it
+found is reported), normalises each image to [0, 1] by its own minimum and range (the paper's
+normalisation), applies the network, undoes the normalisation and writes the result in the
+input's format and layout with :func:`nacode.io.images.write_images` (atomically, with
+provenance). Anything it cannot honour is refused with a one-line ``ValueError`` that names
+the file, and nothing is written. This layer knows no study: which weights stand for which
+number of averages is the caller's (the command line's) choice.
 """
 
 from __future__ import annotations
@@ -14,73 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _suffix_format(path: Path) -> str | None:
-    name = path.name.lower()
-    if name.endswith(".npy"):
-        return "npy"
-    if name.endswith(NIFTI_SUFFIXES):
-        return "nifti"
-    return "dicom" if name.endswith((".dcm", ".ima")) else None
-
-
-def _format(path: Path) -> str:
-    from nacode.manifest import is_dicom
-
-    fmt = _suffix_format(path) or ("dicom" if is_dicom(path) else None)
-    if fmt is None:
-        raise ValueError(f"{path}: unknown format; give a .npy, .nii/.nii.gz or DICOM file")
-    return fmt
-
-
-def read_images(path: str | Path):
-    """Read images; return ``(stack (n, H, W) float64, format, context for writing)``."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder; give one image file (.npy, .nii/.nii.gz or "
-                         "DICOM)")
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    fmt = _format(path)
-    try:
-        if fmt == "npy":
-            data, context = np.load(path, allow_pickle=False), None
-        elif fmt == "nifti":
-            import nibabel
-
-            image = nibabel.load(str(path))
-            data, context = np.asanyarray(image.dataobj), image
-        else:
-            import pydicom
-
-            context = pydicom.dcmread(path)
-            data = context.pixel_array
-    except ValueError as exc:
-        raise ValueError(f"{path}: unreadable {fmt} file ({str(exc).splitlines()[0]})") from None
-    except Exception as exc:  # nibabel/pydicom raise a variety of errors on corrupt files
-        raise ValueError(f"{path}: corrupt or truncated {fmt} file ({type(exc).__name__}); "
-                         "check the file or export it again") from None
-    if np.iscomplexobj(data):
-        raise ValueError(f"{path}: complex data; give magnitude images (np.abs) — the network "
-                         "was trained on magnitude")
-    data = np.asarray(data, dtype=np.float64)
-    if data.ndim not in (2, 3):
-        raise ValueError(f"{path}: {data.ndim}D array of shape {data.shape}; expected one 2D "
-                         "image (H, W) or a stack (H, W, n) for NIfTI/DICOM, (n, H, W) for .npy")
-    if not np.all(np.isfinite(data)):
-        raise ValueError(f"{path}: contains NaN or infinity; mask or fill them first")
-    if data.size and np.abs(data).max() > FLOAT32_MAX:
-        raise ValueError(f"{path}: values up to {np.abs(data).max():.3g} exceed float32's range "
-                         f"(±{FLOAT32_MAX:.3g}), in which the result is written; rescale the "
-                         "image first")
-    stack = data[None] if data.ndim == 2 else (data if fmt == "npy" else np.moveaxis(data, -1, 0))
-    if min(stack.shape[1:]) < 8:
-        raise ValueError(f"{path}: images of {stack.shape[1:]} pixels are too small (≥ 8 × 8)")
-    return stack, fmt, (context, data.ndim)
 
 
 def nearest_nsa(nsa: int, available) -> int:
@@ -113,50 +46,6 @@ def denoise_stack(stack: np.ndarray, model) -> np.ndarray:
     return out
 
 
-def write_images(path: str | Path, stack: np.ndarray, fmt: str, context) -> Path:
-    """Write a stack in the input's format and layout, atomically."""
-    from nacode.results import atomic_write
-
-    path = Path(path)
-    original, ndim = context
-    if (_suffix_format(path) or "dicom") != fmt:
-        raise ValueError(f"{path}: output must have the input's format ({fmt})")
-    data = stack[0] if ndim == 2 else (stack if fmt == "npy" else np.moveaxis(stack, 0, -1))
-    with atomic_write(path, "wb") as handle:
-        if fmt == "npy":
-            np.save(handle, data.astype(np.float32))
-        elif fmt == "nifti":
-            import nibabel
-
-            image = nibabel.Nifti1Image(data.astype(np.float32), original.affine,
-                                        original.header)
-            image.set_data_dtype(np.float32)
-            handle.write(image.to_bytes() if not path.name.endswith(".gz")
-                         else _gzip(image.to_bytes()))
-        else:
-            from pydicom.uid import generate_uid
-
-            ds = original.copy()
-            dtype = ds.pixel_array.dtype
-            info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
-            values = np.rint(data) if info is not None else data
-            if info is not None:
-                values = np.clip(values, info.min, info.max)
-            ds.PixelData = values.astype(dtype).tobytes()
-            ds.SOPInstanceUID = generate_uid()
-            if hasattr(ds, "file_meta"):
-                ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.SeriesDescription = f"{getattr(ds, 'SeriesDescription', '')} nacode denoised"
-            ds.save_as(handle, enforce_file_format=True)
-    return path
-
-
-def _gzip(raw: bytes) -> bytes:
-    import gzip
-
-    return gzip.compress(raw, mtime=0)
-
-
 def check_output(input_path: str | Path, output_path: str | Path, *, force: bool = False
                  ) -> None:
     """Refuse, before any work, an output that is the input (unless ``force``), a folder, or
@@ -177,21 +66,41 @@ def check_output(input_path: str | Path, output_path: str | Path, *, force: bool
         raise ValueError(f"{dst}: folder {folder} is not writable; choose another output")
 
 
-def run(input_path: str | Path, output_path: str | Path, nsa: int, model_path=None, *,
-        force: bool = False) -> dict:
-    """Denoise a file with the calf CNN for the nearest NSA (or the given weights)."""
+def run(input_path: str | Path, output_path: str | Path, model_path: str | Path, *,
+        digest: str | None = None, method: str = "cnn", force: bool = False,
+        slice_axis: int | None = None) -> dict:
+    """Denoise a file with the ResidualDnCNN weights at ``model_path``.
+
+    Parameters
+    ----------
+    input_path, output_path : path-like
+        Image file in, and where the result goes (same format).
+    model_path : path-like
+        ``.safetensors`` weights; checked against ``digest`` (sha256) when given.
+    method : str
+        Recorded in the provenance.
+    force : bool
+        Allow ``output_path`` to be the input.
+    slice_axis : int, optional
+        Axis the images lie along (default: :func:`nacode.io.images.choose_slice_axis`).
+
+    Returns
+    -------
+    dict
+        input, output, images, layout, model, checksum_verified.
+    """
     from nacode.denoise.dncnn import ResidualDnCNN
     from nacode.denoise.trainer import load_weights
-    from nacode.studies import calf, calf_data
+    from nacode.io.images import read_images, write_images
+    from nacode.manifest import sha256_file
 
     check_output(input_path, output_path, force=force)
-    stack, fmt, context = read_images(input_path)
-    chosen = nearest_nsa(nsa, calf_data.NSAS)
-    path = Path(model_path) if model_path else \
-        calf.WEIGHTS_DIR / f"{calf.model_name(chosen)}.safetensors"
-    digest = calf.manifest_digests().get(path.resolve())
-    model = load_weights(ResidualDnCNN(), path, digest)
+    stack, layout = read_images(input_path, slice_axis=slice_axis)
+    model = load_weights(ResidualDnCNN(), Path(model_path), digest)
     out = denoise_stack(stack, model)
-    written = write_images(output_path, out, fmt, context)
+    written = write_images(output_path, out, layout, {
+        "method": method, "input": str(input_path), "model": Path(model_path).name,
+        "sha256": digest or sha256_file(model_path)})
     return {"input": str(input_path), "output": str(written), "images": len(stack),
-            "nsa": chosen, "model": str(path), "checksum_verified": digest is not None}
+            "layout": layout.describe(), "model": str(model_path),
+            "checksum_verified": digest is not None}

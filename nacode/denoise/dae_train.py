@@ -191,7 +191,7 @@ def train_dae(train: PatchSet, val: PatchSet, out_dir: str | Path, name: str,
     """
     from tqdm.auto import tqdm
 
-    from nacode.book import git_commit, package_versions
+    from nacode.provenance import git_commit, package_versions
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

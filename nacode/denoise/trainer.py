@@ -167,7 +167,7 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    from nacode.book import git_commit, package_versions
+    from nacode.provenance import git_commit, package_versions
 
     dist = dist or Context(device=config.device)
     world = dist.world_size

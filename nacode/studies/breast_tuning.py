@@ -181,7 +181,7 @@ def save(result: dict, settings_: dict, path: Path = ARTIFACT, *, device: str = 
     """Write the tuning with its settings and provenance as JSON, atomically."""
     import torch
 
-    from nacode.book import git_commit
+    from nacode.provenance import git_commit
     from nacode.results import write_json
 
     provenance = {**git_commit(path.resolve().parents[1]), "device": device,

@@ -1,0 +1,1 @@
+"""Reading and writing what scanners and pipelines produce (images; more to come)."""
