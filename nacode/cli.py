@@ -50,8 +50,15 @@ def _parser() -> argparse.ArgumentParser:
                             "(brain: 200)")
     train.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                        help="stop each model after the epoch that exceeds this wall time")
-    train.add_argument("--out", type=Path, default=None, help="output folder (weights/)")
-    train.add_argument("--profile", choices=PROFILE_NAMES, default="full")
+    train.add_argument("--out", type=Path, default=None,
+                       help="output folder (default <build dir>/cache/<study>/weights; the "
+                            "committed weights/ change only with --promote)")
+    train.add_argument("--promote", action="store_true",
+                       help="after training, copy the weights into weights/ and update their "
+                            "sha256, size and description in data_manifest.yaml")
+    train.add_argument("--profile", choices=PROFILE_NAMES, default=None,
+                       help="profile recorded in the provenance (default: quick for a trial "
+                            "with --limit or fewer epochs than the paper's, else full)")
     train.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                        help="under torchrun each process takes cuda:LOCAL_RANK")
     train.add_argument("--limit", type=int, default=None, metavar="N",
@@ -131,6 +138,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.study == "calf" and (unknown := sorted(set(args.nsa or ()) - set(calf_data.NSAS))):
         raise ValueError(f"--nsa {', '.join(map(str, unknown))}: the calf study trains one model "
                          f"per NSA in {', '.join(map(str, calf_data.NSAS))}")
+    from nacode.results import build_dir
+
+    args.out = args.out or build_dir() / "cache" / args.study / "weights"
+    args.profile = args.profile or train_profile(args.study, args.epochs, args.limit)
     dist = init_from_env(resolve_device(args.device))
     try:
         if args.study == "brain":
@@ -138,6 +149,50 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _train_calf(args, dist)
     finally:
         dist.shutdown()
+
+
+#: The papers' epochs: a run with fewer (or with --limit) is a trial, recorded as "quick".
+PAPER_EPOCHS = {"calf": 100, "brain": 200}
+
+
+def train_profile(study: str, epochs: int | None, limit: int | None) -> str:
+    """The profile a training run records when ``--profile`` is not given."""
+    trial = limit is not None or (epochs is not None and epochs < PAPER_EPOCHS[study])
+    return "quick" if trial else "full"
+
+
+def promote(names: list[str], out_dir: Path, descriptions: dict[str, str] | None = None, *,
+            weights_dir: Path | None = None) -> list[Path]:
+    """Copy trained ``<name>.safetensors`` and ``<name>.json`` from ``out_dir`` into the
+    committed weights folder and update each one's manifest entry (sha256, size, description)."""
+    from nacode import manifest
+    from nacode.results import atomic_write
+    from nacode.studies import calf
+
+    weights_dir = Path(weights_dir or calf.WEIGHTS_DIR)
+    manifest_path = weights_dir.parent / "data_manifest.yaml"
+    promoted = []
+    for name in names:
+        for suffix in (".safetensors", ".json"):
+            source, target = Path(out_dir) / f"{name}{suffix}", weights_dir / f"{name}{suffix}"
+            if not source.is_file():
+                raise FileNotFoundError(f"{source}: not found; train {name} first")
+            if source.resolve() != target.resolve():
+                with atomic_write(target, "wb") as handle:
+                    handle.write(source.read_bytes())
+        manifest.update_artifact(manifest_path, name, weights_dir / f"{name}.safetensors",
+                                 description=(descriptions or {}).get(name))
+        promoted.append(weights_dir / f"{name}.safetensors")
+    return promoted
+
+
+def calf_description(record: dict) -> str:
+    """The manifest description of a trained calf CNN, from its provenance record."""
+    budget = "; stopped by its time budget" if record.get("stopped_by_time_budget") else ""
+    return (f"ResidualDnCNN of the calf study for {record['nsa']}-average images, trained by "
+            f"`nacode train calf` on {record['device']} for {record['epochs_trained']} epochs "
+            f"({record['wall_s']:.0f} s{budget}; the paper: 100 epochs on a GPU); best "
+            f"validation loss {record['best_val_loss']:.4f} at epoch {record['best_epoch']}.")
 
 
 def _train_calf(args: argparse.Namespace, dist) -> int:
@@ -149,7 +204,7 @@ def _train_calf(args: argparse.Namespace, dist) -> int:
     limit = None if args.limit is None else {"train": args.limit, "val": args.limit // 3}
     records = calf.train_models(args.nsa or calf_data.NSAS, epochs=args.epochs or 100,
                                 time_budget_s=args.time_budget,
-                                out_dir=args.out or calf.WEIGHTS_DIR, profile=args.profile,
+                                out_dir=args.out, profile=args.profile,
                                 device=dist.device, limit=limit, progress=dist.is_main,
                                 dist=dist)
     if dist.is_main:
@@ -158,7 +213,11 @@ def _train_calf(args: argparse.Namespace, dist) -> int:
                   if dist.distributed else "")
             print(f"{record['name']}: {record['epochs_trained']} epochs in {record['wall_s']} s"
                   f"{on}, best validation loss {record['best_val_loss']:.4f} (epoch "
-                  f"{record['best_epoch']})")
+                  f"{record['best_epoch']}): {args.out / record['name']}.safetensors")
+        if args.promote:
+            for path in promote([r["name"] for r in records], args.out,
+                                {r["name"]: calf_description(r) for r in records}):
+                print(f"promoted: {path.name} into weights/, manifest updated")
     return 0
 
 
@@ -177,7 +236,7 @@ def _train_brain(args: argparse.Namespace, dist) -> int:
     if dist.distributed:
         print(f"{prefix}folds {', '.join(str(f.index) for f in mine) or 'none'}", flush=True)
     for fold in mine:
-        record = brain.train_fold(scans, fold, out_dir=args.out or brain.WEIGHTS_DIR,
+        record = brain.train_fold(scans, fold, out_dir=args.out,
                                   device=dist.device, profile=args.profile,
                                   max_epochs=args.epochs or 200, time_budget_s=args.time_budget,
                                   progress=dist.is_main)
@@ -185,6 +244,9 @@ def _train_brain(args: argparse.Namespace, dist) -> int:
               f"{record['wall_s']} s on {record['device_name']}, best validation MSE "
               f"{record['best_val_mse']:.3e} (epoch {record['best_epoch']}"
               f"{', early stop' if record['early_stopped'] else ''})", flush=True)
+        if args.promote:
+            print(f"promoted: {promote([record['name']], args.out)[0].name} into weights/, "
+                  "manifest updated", flush=True)
     return 0
 
 

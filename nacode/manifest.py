@@ -233,3 +233,52 @@ def format_table(checks: list[Check]) -> str:
     lines = ["  ".join(row[i].ljust(widths[i]) for i in range(3)) + "  " + row[3] for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 6)
     return "\n".join(lines)
+
+
+def update_artifact(path: str | os.PathLike, entry_id: str, file: str | os.PathLike, *,
+                    description: str | None = None) -> None:
+    """Rewrite one entry's ``sha256`` and ``size`` (and ``description``) for ``file``.
+
+    The rest of the manifest — comments, order, other entries — is kept as written; the new
+    text is validated with :func:`load_manifest` before it replaces the file (atomically).
+
+    Raises
+    ------
+    ManifestError
+        If there is no entry ``entry_id`` or it has no ``sha256``/``size`` lines.
+    """
+    import textwrap
+
+    from nacode.results import atomic_write
+
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    try:
+        start = lines.index(f"  - id: {entry_id}\n")
+    except ValueError:
+        raise ManifestError(f"{path}: no entry {entry_id}; add it before promoting") from None
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("  - id:")),
+               len(lines))
+    block = lines[start:end]
+    fields = {"sha256": sha256_file(file), "size": Path(file).stat().st_size}
+    for key, value in fields.items():
+        where = [i for i, line in enumerate(block) if line.startswith(f"    {key}:")]
+        if not where:
+            raise ManifestError(f"{path}: entry {entry_id} has no {key} line")
+        block[where[0]] = f"    {key}: {value}\n"
+    if description is not None:
+        first = next(i for i, line in enumerate(block) if line.startswith("    description:"))
+        last = first + 1
+        while last < len(block) and block[last].startswith("      "):
+            last += 1
+        wrapped = textwrap.wrap(description, width=88)
+        block[first:last] = ["    description: >-\n", *(f"      {w}\n" for w in wrapped)]
+    text = "".join(lines[:start] + block + lines[end:])
+    with atomic_write(path.with_name(f".{path.name}.check"), "w", encoding="utf-8") as handle:
+        handle.write(text)
+    try:
+        load_manifest(path.with_name(f".{path.name}.check"))
+    finally:
+        path.with_name(f".{path.name}.check").unlink(missing_ok=True)
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        handle.write(text)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -53,3 +55,54 @@ def test_train_refuses_bad_epochs_and_nsa_before_any_work(tmp_path):
         assert result.returncode == 1, result.stderr
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "w").exists()
+
+
+def test_a_trial_records_the_quick_profile_and_a_paper_run_the_full_one():
+    from nacode.cli import train_profile
+
+    assert train_profile("calf", None, None) == "full"
+    assert train_profile("calf", 100, None) == "full"
+    assert train_profile("calf", 4, None) == "quick"
+    assert train_profile("calf", None, 6) == "quick"
+    assert train_profile("brain", 100, None) == "quick" and train_profile("brain", 200, None) \
+        == "full"
+
+
+def test_promotion_copies_weights_and_updates_the_manifest(tmp_path):
+    """Retrained weights used to overwrite weights/ by default and then fail their checksum."""
+    import shutil
+
+    import yaml
+
+    from nacode import manifest
+    from nacode.cli import calf_description, promote
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shutil.copy(ROOT / "data_manifest.yaml", tmp_path / "data_manifest.yaml")
+    for name in (f"calf_nsa{n}" for n in (10, 20, 30, 40, 50)):  # the others, unchanged
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(ROOT / "weights" / f"{name}{suffix}", weights)
+    trained = tmp_path / "cache"
+    trained.mkdir()
+    raw = bytearray((ROOT / "weights" / "calf_nsa30.safetensors").read_bytes())
+    raw[-1] ^= 0x01  # "new" weights: a different file
+    (trained / "calf_nsa30.safetensors").write_bytes(bytes(raw))
+    record = {"nsa": 30, "device": "cuda", "epochs_trained": 100, "wall_s": 61.0,
+              "best_val_loss": 0.1, "best_epoch": 97}
+    (trained / "calf_nsa30.json").write_text("{}", encoding="utf-8")
+    before = (tmp_path / "data_manifest.yaml").read_text(encoding="utf-8")
+    promote(["calf_nsa30"], trained, {"calf_nsa30": calf_description(record)},
+            weights_dir=weights)
+    entries = {e["id"]: e for e in manifest.load_manifest(tmp_path / "data_manifest.yaml")}
+    new_digest = manifest.sha256_file(trained / "calf_nsa30.safetensors")
+    assert entries["calf_nsa30"]["sha256"] == new_digest
+    assert "for 100 epochs (61 s" in entries["calf_nsa30"]["description"]
+    old = {e["id"]: e for e in yaml.safe_load(before)["entries"]}
+    assert all(entries[k] == old[k] for k in old if k != "calf_nsa30")  # the rest untouched
+    assert (weights / "calf_nsa30.safetensors").read_bytes() == bytes(raw)
+    with pytest.raises(FileNotFoundError, match="train calf_nsa20 first"):
+        promote(["calf_nsa20"], trained, weights_dir=weights)
+    with pytest.raises(manifest.ManifestError, match="no entry calf_nsa7"):
+        manifest.update_artifact(tmp_path / "data_manifest.yaml", "calf_nsa7",
+                                 trained / "calf_nsa30.safetensors")

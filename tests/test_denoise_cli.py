@@ -189,3 +189,21 @@ def test_an_unwritable_output_folder_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(ValueError, match=r"folder .* is not writable; choose another output"):
         apply.check_output(tmp_path / "in.npy", tmp_path / "o.npy")
+
+
+def test_weights_of_another_model_are_refused_with_what_differs(tmp_path):
+    """The state-dict mismatch used to be cut off before it said what mismatched."""
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in ResidualDnCNN().state_dict().items()}
+    first = next(iter(state))
+    state["extra.weight"] = torch.zeros(3)
+    state[first] = torch.zeros(2, 2)
+    save_file(state, str(tmp_path / "other.safetensors"))
+    np.save(tmp_path / "in.npy", image())
+    result = cli(tmp_path / "in.npy", tmp_path / "out.npy", "--nsa", 30, "--model",
+                 tmp_path / "other.safetensors")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "1 unexpected (first: extra.weight)" in result.stderr
+    assert f"1 of another shape (first: {first} (2, 2) in the file" in result.stderr
+    assert not (tmp_path / "out.npy").exists()

@@ -102,11 +102,28 @@ def load_weights(model: torch.nn.Module, path: str | Path, sha256: str | None = 
                          "changed or corrupted — restore it (git checkout) or retrain")
     try:
         state = load_file(str(path))
-        model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise ValueError(f"{path}: not a valid weight file for {type(model).__name__} "
                          f"({str(exc).splitlines()[0]})") from None
+    if mismatch := state_mismatch(model, state):
+        raise ValueError(f"{path}: not a valid weight file for {type(model).__name__} "
+                         f"({mismatch}); give the weights of the model this command applies")
+    model.load_state_dict(state, strict=True)
     return model
+
+
+def state_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """What differs between ``model``'s state dict and ``state`` ("" when they match): the
+    number of missing, unexpected and differently shaped tensors with the first of each."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shaped = [f"{k} {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} here"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    parts = [f"{len(keys)} {label} (first: {keys[0]})" for keys, label in
+             ((missing, "missing"), (unexpected, "unexpected"), (shaped, "of another shape"))
+             if keys]
+    return ", ".join(parts)
 
 
 def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
