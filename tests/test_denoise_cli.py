@@ -173,7 +173,7 @@ def test_output_paths_are_checked_before_any_work(tmp_path, weights):
         assert result.returncode == 1 and message in result.stderr
         assert "Traceback" not in result.stderr
     folder_in = cli(tmp_path / "folder", tmp_path / "o.npy", "--nsa", 30, "--model", weights)
-    assert folder_in.returncode == 1 and "is a folder; give one image file" in folder_in.stderr
+    assert folder_in.returncode == 1 and "is a folder without DICOM files" in folder_in.stderr
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
@@ -207,3 +207,16 @@ def test_weights_of_another_model_are_refused_with_what_differs(tmp_path):
     assert "1 unexpected (first: extra.weight)" in result.stderr
     assert f"1 of another shape (first: {first} (2, 2) in the file" in result.stderr
     assert not (tmp_path / "out.npy").exists()
+
+
+def test_a_dicom_series_folder_is_denoised_into_a_new_folder(tmp_path, weights):
+    from test_io_images import _series
+
+    _series(tmp_path / "series", [0, 6, 3])
+    result = cli(tmp_path / "series", tmp_path / "denoised", "--nsa", 30, "--model", weights)
+    assert result.returncode == 0, result.stderr
+    assert "a DICOM series of 3 slices" in result.stdout
+    assert len(list((tmp_path / "denoised").glob("*.dcm"))) == 3
+    again = cli(tmp_path / "series", tmp_path / "denoised", "--nsa", 30, "--model", weights)
+    assert again.returncode == 1 and "exists; a series is written into a new folder" in \
+        again.stderr

@@ -155,3 +155,54 @@ def test_a_failed_sidecar_leaves_no_image(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         io.write_images(tmp_path / "b.npy", stack, layout)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]
+
+
+def _series(folder, positions, uid="1.2.3.4", names=None):
+    """Single-frame files of one series at the given slice positions (mm), files named out
+    of order; pixel value 100 + position so that the order can be checked."""
+    import pydicom
+
+    folder.mkdir(exist_ok=True)
+    for k, z in enumerate(positions):
+        ds = pydicom.dcmread(_mr_small())
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = f"{uid}.{k + 1}"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0, 0, z]
+        ds.InstanceNumber = k + 1
+        ds.PixelData = np.full((ds.Rows, ds.Columns), 100 + z, np.int16).tobytes()
+        ds.save_as(folder / (names[k] if names else f"x{k:02d}.dcm"),
+                   enforce_file_format=True)
+    (folder / "notes.txt").write_text("not DICOM", encoding="utf-8")
+
+
+def test_a_series_folder_is_read_in_slice_order_and_written_as_a_derived_series(tmp_path):
+    import pydicom
+
+    _series(tmp_path / "in", [30, 10, 40, 20], names=["b.dcm", "d.dcm", "a.dcm", "c.dcm"])
+    stack, layout = io.read_images(tmp_path / "in")
+    assert stack.shape == (4, 64, 64) and layout.describe().startswith("a DICOM series of 4")
+    assert [int(s[0, 0]) for s in stack] == [110, 120, 130, 140]  # by position, not by name
+    io.write_images(tmp_path / "out", stack + 1, layout, {"method": "test"})
+    files = sorted((tmp_path / "out").glob("*.dcm"))
+    assert [f.name for f in files] == ["a.dcm", "b.dcm", "c.dcm", "d.dcm"]
+    out = [pydicom.dcmread(f) for f in files]
+    assert len({ds.SeriesInstanceUID for ds in out}) == 1
+    assert out[0].SeriesInstanceUID != "1.2.3.4"
+    assert len({ds.SOPInstanceUID for ds in out}) == 4
+    back, _ = io.read_images(tmp_path / "out")
+    np.testing.assert_array_equal(back, stack + 1)
+    assert json.loads((tmp_path / "out" / "nacode.json").read_text())["method"] == "test"
+    with pytest.raises(ValueError, match="a series is written into a new folder"):
+        io.write_images(tmp_path / "out", stack, layout)
+
+
+def test_a_folder_with_two_series_or_none_is_refused(tmp_path):
+    _series(tmp_path / "two", [0, 5])
+    _series(tmp_path / "two", [0], uid="9.9.9", names=["other.dcm"])
+    with pytest.raises(ValueError, match="2 DICOM series in one folder"):
+        io.read_images(tmp_path / "two")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="without DICOM files"):
+        io.read_images(tmp_path / "empty")

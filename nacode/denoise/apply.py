@@ -53,7 +53,10 @@ def check_output(input_path: str | Path, output_path: str | Path, *, force: bool
     import os
 
     src, dst = Path(input_path), Path(output_path)
-    if dst.is_dir():
+    if src.is_dir():  # a DICOM series: written as a new folder
+        if dst.exists():
+            raise ValueError(f"{dst}: exists; a series is written into a new folder")
+    elif dst.is_dir():
         raise ValueError(f"{dst}: is a folder; give an output file name")
     same = dst.exists() and src.exists() and os.path.samefile(src, dst)
     if same and not force:

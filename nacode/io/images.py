@@ -12,10 +12,14 @@ JSON sidecar). Layouts:
   (a multi-frame DICOM's frames, ``(frames, H, W)``; a NIfTI's ``(H, W, n)``), otherwise
   the last; ``.npy`` stacks are ``(n, H, W)`` (axis 0).
 
-DICOM output is a **derived series**: new SeriesInstanceUID and SOPInstanceUID, SeriesNumber
-plus 1000, ImageType ``DERIVED\\SECONDARY``, a DerivationDescription naming nacode, its version
-and the method; compressed transfer syntaxes are decoded where pydicom has a decoder and
-written back uncompressed (explicit VR little endian).
+A **DICOM series folder** (one file per slice) is read as one stack, its slices sorted by
+their position along the slice normal (ImagePositionPatient · the normal of
+ImageOrientationPatient; InstanceNumber where positions are absent), and written as a folder
+of the same number of files. DICOM output is a **derived series**: new SeriesInstanceUID and
+SOPInstanceUID, SeriesNumber plus 1000, ImageType ``DERIVED\\SECONDARY``, a
+DerivationDescription naming nacode, its version and the method; compressed transfer syntaxes
+are decoded where pydicom has a decoder and written back uncompressed (explicit VR little
+endian).
 """
 
 from __future__ import annotations
@@ -41,13 +45,14 @@ class Layout:
 
     Attributes
     ----------
-    fmt : {"npy", "nifti", "dicom"}
+    fmt : {"npy", "nifti", "dicom", "dicom-series"}
     shape : tuple of int
         The array's shape as read.
     slice_axis : int or None
         Axis of ``shape`` along which the images lie (None: one image).
     original : object
-        The nibabel image or pydicom dataset (None for ``.npy``).
+        The nibabel image or pydicom dataset (None for ``.npy``; for a series
+        ``{"datasets": [...], "names": [...]}`` in slice order).
     """
 
     fmt: str
@@ -57,6 +62,8 @@ class Layout:
 
     def describe(self) -> str:
         """E.g. ``"12 images along axis 0 of (12, 80, 80)"``."""
+        if self.fmt == "dicom-series":
+            return f"a DICOM series of {self.shape[0]} slices of {self.shape[1:]}"
         if self.slice_axis is None:
             return f"1 image of {self.shape}"
         return (f"{self.shape[self.slice_axis]} images along axis {self.slice_axis} of "
@@ -131,7 +138,8 @@ def read_images(path: str | Path, *, slice_axis: int | None = None
     Parameters
     ----------
     path : path-like
-        ``.npy``, ``.nii``/``.nii.gz`` or DICOM (single- or multi-frame).
+        ``.npy``, ``.nii``/``.nii.gz``, DICOM (single- or multi-frame) or a folder holding
+        one DICOM series (:func:`read_series`).
     slice_axis : int, optional
         Axis of the stored array the images lie along (default: see the module notes).
 
@@ -148,8 +156,7 @@ def read_images(path: str | Path, *, slice_axis: int | None = None
     """
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder; give one image file (.npy, .nii/.nii.gz or "
-                         "DICOM)")
+        return read_series(path)
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
     fmt = _format(path)
@@ -174,12 +181,7 @@ def read_images(path: str | Path, *, slice_axis: int | None = None
         raise ValueError(f"{path}: complex data; give magnitude images (np.abs) — the network "
                          "was trained on magnitude")
     data = np.asarray(data, dtype=np.float64)
-    if not np.all(np.isfinite(data)):
-        raise ValueError(f"{path}: contains NaN or infinity; mask or fill them first")
-    if data.size and np.abs(data).max() > FLOAT32_MAX:
-        raise ValueError(f"{path}: values up to {np.abs(data).max():.3g} exceed float32's range "
-                         f"(±{FLOAT32_MAX:.3g}), in which the result is written; rescale the "
-                         "image first")
+    _check_values(path, data)
     try:
         axis = choose_slice_axis(data.shape, fmt, slice_axis)
     except ValueError as exc:
@@ -190,6 +192,69 @@ def read_images(path: str | Path, *, slice_axis: int | None = None
     if min(stack.shape[1:]) < 8:
         raise ValueError(f"{path}: images of {stack.shape[1:]} pixels are too small (≥ 8 × 8)")
     return stack, Layout(fmt, tuple(data.shape), axis, original)
+
+
+def _slice_position(ds, default: float) -> float:
+    """Position of a slice along its normal (mm), or ``default`` where the tags are absent."""
+    try:
+        orientation = np.asarray(ds.ImageOrientationPatient, dtype=float)
+        position = np.asarray(ds.ImagePositionPatient, dtype=float)
+    except (AttributeError, ValueError, TypeError):
+        return default
+    return float(position @ np.cross(orientation[:3], orientation[3:]))
+
+
+def read_series(folder: str | Path) -> tuple[np.ndarray, Layout]:
+    """A folder of single-frame DICOM files of one series as a stack sorted by position.
+
+    Files that are not DICOM are ignored; several series, multi-frame files or images of
+    different sizes are refused (one line naming the folder).
+    """
+    from nacode.manifest import is_dicom
+
+    folder = Path(folder)
+    files = sorted(f for f in folder.iterdir() if f.is_file() and is_dicom(f))
+    if not files:
+        raise ValueError(f"{folder}: is a folder without DICOM files; give an image file or "
+                         "a folder holding one DICOM series")
+    slices = []
+    for f in files:
+        try:
+            data, ds = _read_dicom(f)
+        except ValueError as exc:
+            raise ValueError(str(exc).splitlines()[0]) from None
+        except Exception as exc:
+            raise ValueError(f"{f}: corrupt or truncated dicom file ({type(exc).__name__}); "
+                             "check the file or export it again") from None
+        if data.ndim != 2:
+            raise ValueError(f"{f}: a multi-frame file inside a series folder; give it alone")
+        slices.append((data, ds))
+    series = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in slices}
+    if len(series) > 1:
+        raise ValueError(f"{folder}: {len(series)} DICOM series in one folder; give a folder "
+                         "holding one series")
+    if len({data.shape for data, _ in slices}) > 1:
+        raise ValueError(f"{folder}: slices of different sizes in one series")
+    order = sorted(range(len(slices)), key=lambda i: (
+        _slice_position(slices[i][1], float(getattr(slices[i][1], "InstanceNumber", i) or i)),
+        i))
+    slices = [slices[i] for i in order]
+    stack = np.stack([np.asarray(data, dtype=np.float64) for data, _ in slices])
+    _check_values(folder, stack)
+    if min(stack.shape[1:]) < 8:
+        raise ValueError(f"{folder}: images of {stack.shape[1:]} pixels are too small (≥ 8 × 8)")
+    names = [files[i].name for i in order]
+    return stack, Layout("dicom-series", tuple(stack.shape), 0,
+                         {"datasets": [ds for _, ds in slices], "names": names})
+
+
+def _check_values(path: Path, data: np.ndarray) -> None:
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{path}: contains NaN or infinity; mask or fill them first")
+    if data.size and np.abs(data).max() > FLOAT32_MAX:
+        raise ValueError(f"{path}: values up to {np.abs(data).max():.3g} exceed float32's range "
+                         f"(±{FLOAT32_MAX:.3g}), in which the result is written; rescale the "
+                         "image first")
 
 
 def _restore(stack: np.ndarray, layout: Layout) -> np.ndarray:
@@ -213,12 +278,14 @@ def write_images(path: str | Path, stack: np.ndarray, layout: Layout,
     from nacode.results import atomic_write, write_json
 
     path = Path(path)
-    if (suffix_format(path) or "dicom") != layout.fmt:
-        raise ValueError(f"{path}: output must have the input's format ({layout.fmt})")
-    data = _restore(np.asarray(stack), layout)
     record = {"nacode": nacode_version(), **(provenance or {}), "layout": layout.describe()}
     summary = (f"nacode {record['nacode']} {record.get('method', '')} "
                f"{str(record.get('sha256', ''))[:12]}").strip()
+    if layout.fmt == "dicom-series":
+        return _write_series(path, np.asarray(stack), layout, summary, record)
+    if (suffix_format(path) or "dicom") != layout.fmt:
+        raise ValueError(f"{path}: output must have the input's format ({layout.fmt})")
+    data = _restore(np.asarray(stack), layout)
     with atomic_write(path, "wb") as handle:
         if layout.fmt == "npy":
             np.save(handle, data.astype(np.float32))
@@ -237,6 +304,44 @@ def write_images(path: str | Path, stack: np.ndarray, layout: Layout,
         path.unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_series(folder: Path, stack: np.ndarray, layout: Layout, summary: str,
+                  record: dict) -> Path:
+    """One derived file per slice into a new folder (built beside it, then renamed)."""
+    import shutil
+    import tempfile
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from nacode.results import write_json
+
+    if folder.exists():
+        raise ValueError(f"{folder}: exists; a series is written into a new folder")
+    series_uid = generate_uid()
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        for image, ds, name in zip(stack, layout.original["datasets"],
+                                   layout.original["names"], strict=True):
+            derived = _derived_dicom(image, ds, summary)
+            derived.SeriesInstanceUID = series_uid
+            pydicom.dcmwrite(tmp / name, derived, enforce_file_format=True)
+        write_json(tmp / "nacode.json", record)
+        tmp.chmod(0o777 & ~_umask())
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _nifti_bytes(path: Path, data: np.ndarray, original, summary: str) -> bytes:
