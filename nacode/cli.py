@@ -69,8 +69,16 @@ def _parser() -> argparse.ArgumentParser:
                               "the calf CNN (.npy, NIfTI or DICOM)")
     den.add_argument("input", type=Path, help="2D image or stack: .npy, .nii/.nii.gz, DICOM")
     den.add_argument("output", type=Path, help="where to write the result (same format)")
-    den.add_argument("--nsa", type=int, required=True,
-                     help="number of averages of the input; the nearest trained model is used")
+    den.add_argument("--method", choices=("cnn", "nlm", "tv", "gaussian"), default="cnn",
+                     help="the calf CNN (default) or a classical baseline")
+    den.add_argument("--nsa", type=int, default=None,
+                     help="cnn: number of averages of the input; the nearest trained model is "
+                          "used")
+    den.add_argument("--strength", type=float, default=None,
+                     help="nlm: h in noise SDs (0.8); tv: weight (0.1); gaussian: sigma in "
+                          "pixels (1.0)")
+    den.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                     help="where the network runs (default: cuda when available)")
     den.add_argument("--model", type=Path, default=None,
                      help="weights (.safetensors) instead of the committed model for --nsa")
     den.add_argument("--force", action="store_true",
@@ -251,16 +259,29 @@ def _train_brain(args: argparse.Namespace, dist) -> int:
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
+    from nacode.book import resolve_device
     from nacode.denoise.apply import nearest_nsa, run
     from nacode.studies import calf, calf_data
 
-    chosen = nearest_nsa(args.nsa, calf_data.NSAS)
-    path = args.model or calf.WEIGHTS_DIR / f"{calf.model_name(chosen)}.safetensors"
-    info = run(args.input, args.output, path, digest=calf.manifest_digests().get(
-        Path(path).resolve()), method=f"cnn (calf, NSA {chosen})", force=args.force,
-        slice_axis=args.slice_axis)
-    print(f"denoised {info['images']} image(s) ({info['layout']}) with the NSA {chosen} model "
-          f"({info['model']}{', checksum verified' if info['checksum_verified'] else ''}): "
+    path = digest = None
+    label = args.method
+    if args.method == "cnn":
+        if args.nsa is None and args.model is None:
+            raise ValueError("--method cnn needs --nsa N (the committed model for the nearest "
+                             "number of averages) or --model WEIGHTS")
+        chosen = nearest_nsa(args.nsa, calf_data.NSAS) if args.nsa is not None else None
+        path = args.model or calf.WEIGHTS_DIR / f"{calf.model_name(chosen)}.safetensors"
+        digest = calf.manifest_digests().get(Path(path).resolve())
+        label = f"cnn (calf, NSA {chosen})" if chosen else "cnn"
+    info = run(args.input, args.output, path, digest=digest, method=args.method,
+               strength=args.strength, label=label, device=resolve_device(args.device),
+               progress=True, force=args.force, slice_axis=args.slice_axis)
+    used = info["method"]
+    if args.method == "cnn":
+        nsa = f"NSA {chosen} " if chosen else ""
+        used = (f"the calf CNN, the {nsa}model ({info['model']}"
+                f"{', checksum verified' if info['checksum_verified'] else ''})")
+    print(f"denoised {info['images']} image(s) ({info['layout']}) with {used}: "
           f"{info['output']}")
     return 0
 

@@ -220,3 +220,28 @@ def test_a_dicom_series_folder_is_denoised_into_a_new_folder(tmp_path, weights):
     again = cli(tmp_path / "series", tmp_path / "denoised", "--nsa", 30, "--model", weights)
     assert again.returncode == 1 and "exists; a series is written into a new folder" in \
         again.stderr
+
+
+@pytest.mark.parametrize("method", ["nlm", "tv", "gaussian"])
+def test_classical_methods_lower_the_error_and_record_their_strength(tmp_path, method):
+    import json
+
+    yy, xx = np.mgrid[:48, :48]
+    truth = 40.0 + 30.0 * (np.hypot(yy - 24, xx - 24) < 14)
+    noisy = truth + 4.0 * np.random.default_rng(3).standard_normal(truth.shape)
+    np.save(tmp_path / "in.npy", noisy.astype(np.float32))
+    result = cli(tmp_path / "in.npy", tmp_path / "out.npy", "--method", method)
+    assert result.returncode == 0, result.stderr
+    out = np.load(tmp_path / "out.npy")
+    assert np.sqrt(np.mean((out - truth) ** 2)) < 0.8 * np.sqrt(np.mean((noisy - truth) ** 2))
+    sidecar = json.loads((tmp_path / "out.npy.json").read_text(encoding="utf-8"))
+    assert sidecar["method"] == method and sidecar["strength"] == apply.STRENGTH[method]
+
+
+def test_method_arguments_are_checked(tmp_path):
+    np.save(tmp_path / "in.npy", image())
+    no_model = cli(tmp_path / "in.npy", tmp_path / "out.npy")
+    assert no_model.returncode == 1 and "--method cnn needs --nsa" in no_model.stderr
+    weak = cli(tmp_path / "in.npy", tmp_path / "out.npy", "--method", "tv", "--strength", "0")
+    assert weak.returncode == 1 and "--strength must be > 0" in weak.stderr
+    assert not (tmp_path / "out.npy").exists()
