@@ -76,17 +76,21 @@ def interleaved(contenders: dict[str, Callable[[], Any]], repeats: int, *,
 
     At least ``repeats`` rounds; more, up to ``max_rounds``, while the rounds so far took
     less than ``budget_s`` seconds (millisecond workloads need hundreds of calls for a
-    stable median).
+    stable median). Each round starts one contender later than the one before, so that
+    every contender runs after every other equally often (the one after a large transform
+    finds the caches cold; with a fixed order nacode, always first, paid for it).
     """
     for fn in contenders.values():
         fn()
+    names = list(contenders)
     times: dict[str, list[float]] = {name: [] for name in contenders}
     begin = time.perf_counter()
     rounds = 0
     while rounds < repeats or (time.perf_counter() - begin < budget_s and rounds < max_rounds):
-        for name, fn in contenders.items():
+        shift = rounds % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            fn()
+            contenders[name]()
             times[name].append(time.perf_counter() - start)
         rounds += 1
     return times

@@ -36,11 +36,11 @@ def test_exact_references_are_the_dft_matrix_and_its_adjoint(shape):
                                (matrix.conj().T @ samples)[flat_index], rtol=1e-12, atol=1e-12)
 
 
-def test_contenders_are_interleaved_after_one_warm_up_call_each():
+def test_contenders_are_interleaved_in_rotating_order_after_one_warm_up_call_each():
     calls = []
-    times = bc.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
-    assert calls == ["a", "b"] + ["a", "b"] * 3
-    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    times = bc.interleaved({k: (lambda k=k: calls.append(k)) for k in "abc"}, 3)
+    assert "".join(calls) == "abc" + "abc" + "bca" + "cab"
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
 
 
 @pytest.fixture(scope="module")
