@@ -182,20 +182,13 @@ def torch_workload(sizes: dict, *, matrix: int = 128, coils: int = 8, seed: int 
                       for c in range(coils)])
     contenders = {"nacode": _normal(ops["TorchNufft, sparse"], x),
                   "TorchNufft, finufft": _normal(ops["TorchNufft, finufft"], x)}
-    times = interleaved(contenders, sizes["repeats"], budget_s=sizes["budget_s"])
-    rows = []
-    for name, op in zip(contenders, ops.values(), strict=True):
-        with torch.no_grad():
-            error = _rel(op(x).numpy()[:, rows_f], exact)
-        t = times[name]
-        q1, q3 = np.percentile(t, [25, 75])
-        rows.append({"workload": f"torch NUFFT {matrix}², {coils} coils, forward + adjoint",
-                     "implementation": "TorchNufft, sparse (nacode's 2D CPU choice)"
-                     if name == "nacode" else name,
-                     "median_ms": 1e3 * float(np.median(t)), "q1_ms": 1e3 * q1,
-                     "q3_ms": 1e3 * q3, "repeats": len(t),
-                     "nacode_over_this": float(np.median(times["nacode"]) / np.median(t)),
-                     "rel_error": error})
+    rows = _rows(f"torch NUFFT {matrix}², {coils} coils, forward + adjoint", contenders,
+                 sizes["repeats"], budget_s=sizes["budget_s"])
+    for row, op in zip(rows, ops.values(), strict=True):
+        with torch.no_grad():  # accuracy of the forward transform alone
+            row["rel_error"] = _rel(op(x).numpy()[:, rows_f], exact)
+        if row["implementation"] == "nacode":
+            row["implementation"] = "TorchNufft, sparse (nacode's 2D CPU choice)"
     return rows
 
 

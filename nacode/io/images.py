@@ -24,7 +24,6 @@ endian).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -315,7 +314,7 @@ def _write_series(folder: Path, stack: np.ndarray, layout: Layout, summary: str,
     import pydicom
     from pydicom.uid import generate_uid
 
-    from nacode.results import write_json
+    from nacode.results import _umask, write_json
 
     if folder.exists():
         raise ValueError(f"{folder}: exists; a series is written into a new folder")
@@ -334,14 +333,6 @@ def _write_series(folder: Path, stack: np.ndarray, layout: Layout, summary: str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _nifti_bytes(path: Path, data: np.ndarray, original, summary: str) -> bytes:
@@ -378,9 +369,3 @@ def _derived_dicom(data: np.ndarray, original, summary: str):
     if hasattr(ds, "file_meta"):
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     return ds
-
-
-def read_provenance(path: str | Path) -> dict:
-    """The JSON sidecar :func:`write_images` wrote beside ``path``."""
-    return json.loads(Path(f"{path}").with_name(Path(path).name + ".json").read_text(
-        encoding="utf-8"))
