@@ -4,6 +4,12 @@
 ``nacode data verify``  check every entry of ``data_manifest.yaml``
 ``nacode bench``        time the methods and write the medians as JSON
 ``nacode tune breast``  tune the breast study's DIP methods on its validation subjects
+``nacode recon``        reconstruct raw k-space (ISMRMRD) by gridding, CS-TV or dTV
+``nacode tsc``          calibrate a sodium image on its tubes: aTSC map (mM), ROIs, table
+``nacode denoise``      denoise your own images (CNN, DAE, NLM, TV, Gaussian)
+
+The commands on a researcher's own files (``recon``, ``tsc``, ``denoise``) live in
+:mod:`nacode.cli_data`.
 
 Errors are one line on stderr naming the file and the fix, with a non-zero exit status.
 """
@@ -14,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nacode import __version__
+from nacode import __version__, cli_data
 from nacode.profiles import PROFILE_NAMES
 
 
@@ -65,28 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="calf: keep at most N training and N//3 validation slices "
                             "(a quick trial)")
 
-    den = commands.add_parser("denoise", help="denoise your own sodium magnitude images with "
-                              "the calf CNN (.npy, NIfTI or DICOM)")
-    den.add_argument("input", type=Path, help="2D image or stack: .npy, .nii/.nii.gz, DICOM")
-    den.add_argument("output", type=Path, help="where to write the result (same format)")
-    den.add_argument("--method", choices=("cnn", "nlm", "tv", "gaussian"), default="cnn",
-                     help="the calf CNN (default) or a classical baseline")
-    den.add_argument("--nsa", type=int, default=None,
-                     help="cnn: number of averages of the input; the nearest trained model is "
-                          "used")
-    den.add_argument("--strength", type=float, default=None,
-                     help="nlm: h in noise SDs (0.8); tv: weight (0.1); gaussian: sigma in "
-                          "pixels (1.0)")
-    den.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
-                     help="where the network runs (default: cuda when available)")
-    den.add_argument("--model", type=Path, default=None,
-                     help="weights (.safetensors) instead of the committed model for --nsa")
-    den.add_argument("--force", action="store_true",
-                     help="allow the output to be the input file (overwrite it)")
-    den.add_argument("--slice-axis", type=int, default=None, metavar="AXIS",
-                     help="axis of the stored array the 2D images lie along (default: the "
-                          "only axis of its size when it is the smallest, else the last; "
-                          ".npy: 0)")
+    cli_data.add_parsers(commands)
 
     bench = commands.add_parser("bench", help="time NUFFT, CNN, CS, autoencoder and DIP-Fusion "
                                 "(medians after warm-up) and write them as JSON")
@@ -258,34 +243,6 @@ def _train_brain(args: argparse.Namespace, dist) -> int:
     return 0
 
 
-def _cmd_denoise(args: argparse.Namespace) -> int:
-    from nacode.book import resolve_device
-    from nacode.denoise.apply import nearest_nsa, run
-    from nacode.studies import calf, calf_data
-
-    path = digest = None
-    label = args.method
-    if args.method == "cnn":
-        if args.nsa is None and args.model is None:
-            raise ValueError("--method cnn needs --nsa N (the committed model for the nearest "
-                             "number of averages) or --model WEIGHTS")
-        chosen = nearest_nsa(args.nsa, calf_data.NSAS) if args.nsa is not None else None
-        path = args.model or calf.WEIGHTS_DIR / f"{calf.model_name(chosen)}.safetensors"
-        digest = calf.manifest_digests().get(Path(path).resolve())
-        label = f"cnn (calf, NSA {chosen})" if chosen else "cnn"
-    info = run(args.input, args.output, path, digest=digest, method=args.method,
-               strength=args.strength, label=label, device=resolve_device(args.device),
-               progress=True, force=args.force, slice_axis=args.slice_axis)
-    used = info["method"]
-    if args.method == "cnn":
-        nsa = f"NSA {chosen} " if chosen else ""
-        used = (f"the calf CNN, the {nsa}model ({info['model']}"
-                f"{', checksum verified' if info['checksum_verified'] else ''})")
-    print(f"denoised {info['images']} image(s) ({info['layout']}) with {used}: "
-          f"{info['output']}")
-    return 0
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     from nacode import bench
 
@@ -333,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     from nacode.manifest import ManifestError
 
     args = _parser().parse_args(argv)
-    handlers = {"book": _cmd_book, "train": _cmd_train, "denoise": _cmd_denoise,
-                "bench": _cmd_bench, "tune": _cmd_tune, "data": _cmd_data_verify}
+    handlers = {"book": _cmd_book, "train": _cmd_train, "bench": _cmd_bench,
+                "tune": _cmd_tune, "data": _cmd_data_verify, **cli_data.HANDLERS}
     try:
         return handlers[args.command](args)
     except (BookError, ManifestError, FileNotFoundError, ValueError) as exc:

@@ -6,7 +6,8 @@ normalisation), applies the network, undoes the normalisation and writes the res
 input's format and layout with :func:`nacode.io.images.write_images` (atomically, with
 provenance). Anything it cannot honour is refused with a one-line ``ValueError`` that names
 the file, and nothing is written. This layer knows no study: which weights stand for which
-number of averages is the caller's (the command line's) choice.
+number of averages is the caller's (the command line's) choice. ``--method dae``, the brain
+study's autoencoder on a 3D aTSC volume, is :mod:`nacode.denoise.apply_dae`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ def nearest_nsa(nsa: int, available) -> int:
     return min(sorted(available, reverse=True), key=lambda n: abs(n - nsa))
 
 
-#: ``nacode denoise --method``: the calf CNN and the book's classical baselines.
-METHODS = ("cnn", "nlm", "tv", "gaussian")
+#: ``nacode denoise --method``: the calf CNN and the book's classical baselines on 2D images,
+#: and the brain study's 3D patch autoencoder on aTSC volumes (:mod:`nacode.denoise.apply_dae`).
+METHODS = ("cnn", "nlm", "tv", "gaussian", "dae")
 #: Default strength of each classical method on images normalised to [0, 1]: Gaussian σ in
 #: pixels; TV weight (scikit-image's default); NLM h as a multiple of the noise SD estimated
 #: from each image (0.8, scikit-image's guidance for its fast mode).
@@ -118,17 +120,22 @@ def check_output(input_path: str | Path, output_path: str | Path, *, force: bool
 def run(input_path: str | Path, output_path: str | Path, model_path: str | Path | None, *,
         digest: str | None = None, method: str = "cnn", strength: float | None = None,
         label: str | None = None, device: str = "cpu", progress: bool = False,
-        force: bool = False, slice_axis: int | None = None) -> dict:
+        force: bool = False, slice_axis: int | None = None,
+        mask_path: str | Path | None = None, tubes: str | None = None) -> dict:
     """Denoise a file with the ResidualDnCNN weights at ``model_path`` or a classical method.
+
+    ``method="dae"`` applies the PatchDAE weights at ``model_path`` to a 3D aTSC volume in mM
+    inside ``mask_path`` (default an automatic mask) and returns
+    :func:`nacode.denoise.apply_dae.run_dae`'s dict.
 
     Parameters
     ----------
     input_path, output_path : path-like
         Image file (or DICOM series folder) in, and where the result goes (same format).
     model_path : path-like or None
-        ``.safetensors`` weights for ``method="cnn"``; checked against ``digest`` (sha256)
-        when given.
-    method : {"cnn", "nlm", "tv", "gaussian"}
+        ``.safetensors`` weights for ``method="cnn"`` or ``"dae"``; checked against
+        ``digest`` (sha256) when given.
+    method : {"cnn", "nlm", "tv", "gaussian", "dae"}
         See :data:`METHODS` and :data:`STRENGTH` (``strength`` overrides the latter).
     label : str, optional
         How the provenance names the method (default ``method``).
@@ -138,11 +145,17 @@ def run(input_path: str | Path, output_path: str | Path, model_path: str | Path 
         Allow ``output_path`` to be the input.
     slice_axis : int, optional
         Axis the images lie along (default: :func:`nacode.io.images.choose_slice_axis`).
+    mask_path : path-like, optional
+        ``method="dae"``: voxels to denoise (nonzero), the volume's shape.
+    tubes : str, optional
+        The tube report (:func:`nacode.recon.tsc.tube_report`): ``"auto"``, a label image
+        of the stored image's shape, or ``"none"``/None (default: no report).
 
     Returns
     -------
     dict
-        input, output, images, layout, model, checksum_verified.
+        input, output, images, layout, model, checksum_verified, tubes (a
+        :class:`~nacode.recon.tsc.TubeReport`, also in the provenance sidecar).
     """
     from nacode.denoise.dncnn import ResidualDnCNN
     from nacode.denoise.trainer import load_weights
@@ -152,6 +165,13 @@ def run(input_path: str | Path, output_path: str | Path, model_path: str | Path 
     if method not in METHODS:
         raise ValueError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     check_output(input_path, output_path, force=force)
+    if method == "dae":
+        from nacode.denoise.apply_dae import run_dae
+
+        if model_path is None:
+            raise ValueError("--method dae needs weights (--fold or --model)")
+        return run_dae(input_path, output_path, model_path, digest=digest,
+                       mask_path=mask_path, label=label or method, device=device)
     if method == "cnn":
         if model_path is None:
             raise ValueError("--method cnn needs weights (--nsa or --model)")
@@ -162,9 +182,12 @@ def run(input_path: str | Path, output_path: str | Path, model_path: str | Path 
         record = {"strength": STRENGTH[method] if strength is None else float(strength)}
     stack, layout = read_images(input_path, slice_axis=slice_axis)
     out = denoise_stack(stack, denoiser, device=device, progress=progress)
+    from nacode.recon.tsc import tube_report
+
+    report = tube_report(stack, out, layout, tubes)
     written = write_images(output_path, out, layout, {
-        "method": label or method, "input": str(input_path), **record})
+        "method": label or method, "input": str(input_path), **record, **report.record()})
     return {"input": str(input_path), "output": str(written), "images": len(stack),
             "layout": layout.describe(), "method": label or method,
             "model": str(model_path) if method == "cnn" else None,
-            "checksum_verified": method == "cnn" and digest is not None}
+            "checksum_verified": method == "cnn" and digest is not None, "tubes": report}

@@ -17,6 +17,11 @@ from torch import nn
 
 PATCH = 5  # patch side, voxels
 HALF = PATCH // 2
+#: The committed weights' units: the network sees aTSC in mM divided by this (so brain
+#: tissue at 30–40 mM is 0.3–0.4 and CSF at 140 mM is 1.4).
+NORM_MM = 100.0
+#: Isotropic voxel size (mm) of the volumes the committed weights were trained on.
+VOXEL_MM = 4.0
 
 
 class PatchDAE(nn.Module):

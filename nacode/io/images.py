@@ -3,7 +3,8 @@
 :func:`read_images` turns a file into a stack of 2D images ``(n, H, W)`` float64 and a
 :class:`Layout` that says where the slices were; :func:`write_images` writes a stack back in
 the input's format and layout, atomically, with provenance (NIfTI ``descrip``, DICOM tags, a
-JSON sidecar). Layouts:
+JSON sidecar). :func:`read_volume` reads a NIfTI or ``.npy`` file as one array without its
+singleton axes (a 3D volume), with the layout that writes it back. Layouts:
 
 - **singleton axes** are dropped for the decision and restored on writing: a NIfTI of shape
   ``(1, 160, 160)`` is one image;
@@ -156,6 +157,21 @@ def read_images(path: str | Path, *, slice_axis: int | None = None
     path = Path(path)
     if path.is_dir():
         return read_series(path)
+    data, fmt, original = _load(path)
+    try:
+        axis = choose_slice_axis(data.shape, fmt, slice_axis)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    squeezed = np.moveaxis(data, axis, 0) if axis is not None else data
+    stack = squeezed.reshape(-1 if axis is not None else 1,
+                             *[n for a, n in enumerate(data.shape) if n > 1 and a != axis])
+    if min(stack.shape[1:]) < 8:
+        raise ValueError(f"{path}: images of {stack.shape[1:]} pixels are too small (≥ 8 × 8)")
+    return stack, Layout(fmt, tuple(data.shape), axis, original)
+
+
+def _load(path: Path) -> tuple[np.ndarray, str, Any]:
+    """A file's stored array (float64, checked finite and real), its format and original."""
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
     fmt = _format(path)
@@ -181,16 +197,27 @@ def read_images(path: str | Path, *, slice_axis: int | None = None
                          "was trained on magnitude")
     data = np.asarray(data, dtype=np.float64)
     _check_values(path, data)
-    try:
-        axis = choose_slice_axis(data.shape, fmt, slice_axis)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    squeezed = np.moveaxis(data, axis, 0) if axis is not None else data
-    stack = squeezed.reshape(-1 if axis is not None else 1,
-                             *[n for a, n in enumerate(data.shape) if n > 1 and a != axis])
-    if min(stack.shape[1:]) < 8:
-        raise ValueError(f"{path}: images of {stack.shape[1:]} pixels are too small (≥ 8 × 8)")
-    return stack, Layout(fmt, tuple(data.shape), axis, original)
+    return data, fmt, original
+
+
+def read_volume(path: str | Path) -> tuple[np.ndarray, Layout]:
+    """A NIfTI or ``.npy`` file's array without its singleton axes, and its :class:`Layout`.
+
+    The array is float64 in the stored axis order; callers check its ``ndim`` (3 for a volume,
+    whose ``layout.slice_axis`` is :func:`choose_slice_axis`'s; otherwise None). A DICOM file
+    or folder is refused (convert it to NIfTI so that the voxel size travels with it), and
+    everything :func:`read_images` refuses is refused alike, in one line naming the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give the volume as one NIfTI (e.g. dcm2niix "
+                         "for a DICOM series) or .npy file")
+    data, fmt, original = _load(path)
+    if fmt == "dicom":
+        raise ValueError(f"{path}: DICOM; give the volume as NIfTI (e.g. dcm2niix) or .npy")
+    volume = data.reshape([n for n in data.shape if n > 1])
+    axis = choose_slice_axis(data.shape, fmt) if volume.ndim == 3 else None
+    return volume, Layout(fmt, tuple(data.shape), axis, original)
 
 
 def _slice_position(ds, default: float) -> float:
@@ -263,6 +290,27 @@ def _restore(stack: np.ndarray, layout: Layout) -> np.ndarray:
     moved = [layout.shape[layout.slice_axis],
              *[n for a, n in enumerate(layout.shape) if a != layout.slice_axis]]
     return np.moveaxis(stack.reshape(moved), 0, layout.slice_axis)
+
+
+def new_layout(path: str | Path, shape: tuple[int, ...], voxel_mm) -> Layout:
+    """The layout of a new image (a reconstruction) of ``shape`` written to ``path``.
+
+    ``.npy`` or NIfTI (affine: ``voxel_mm`` per axis, the grid centre at index N//2 at the
+    origin); a 3D volume is a stack along axis 0. DICOM needs an original to derive from.
+    """
+    fmt = suffix_format(Path(path))
+    if fmt not in ("npy", "nifti"):
+        raise ValueError(f"{path}: write a reconstruction as .nii, .nii.gz or .npy")
+    original = None
+    if fmt == "nifti":
+        import nibabel
+
+        voxel = np.broadcast_to(np.asarray(voxel_mm, float), (len(shape),))
+        affine = np.eye(4)
+        affine[:len(shape), :len(shape)] = np.diag(voxel)
+        affine[:len(shape), 3] = -voxel * (np.array(shape) // 2)
+        original = nibabel.Nifti1Image(np.zeros((1,) * len(shape), np.float32), affine)
+    return Layout(fmt, tuple(shape), 0 if len(shape) == 3 else None, original)
 
 
 def write_images(path: str | Path, stack: np.ndarray, layout: Layout,

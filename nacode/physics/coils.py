@@ -79,6 +79,40 @@ def sum_of_squares(images: np.ndarray) -> np.ndarray:
     return np.sqrt((np.abs(images) ** 2).sum(axis=0))
 
 
+def walsh_maps(images: np.ndarray, *, window: int = 5) -> np.ndarray:
+    """Coil sensitivities by Walsh's method: the dominant eigenvector of the local signal
+    correlation of each voxel (unit norm over the coils), phase-referenced to the strongest
+    coil so that the maps are smooth in phase.
+
+    Parameters
+    ----------
+    images : ndarray, shape ``(n_coils, *shape)``, complex
+        Coil images, already whitened if their noise is correlated.
+    window : int
+        Side of the cubic/square neighbourhood over which correlations are averaged.
+
+    Returns
+    -------
+    ndarray, shape ``(n_coils, *shape)``, complex128
+        ``v`` with ``Σ_c |v_c|² = 1`` per voxel; ``vᴴ x`` is the Walsh combination and ``v``
+        the maps of a SENSE reconstruction (whose image is then in the same units).
+    """
+    from scipy.ndimage import uniform_filter
+
+    n_coils = images.shape[0]
+    flat = images.reshape(n_coils, -1)
+    corr = flat[:, None, :] * flat[None, :, :].conj()  # (C, C, n)
+    size = (1, 1, *([window] * (images.ndim - 1)))
+    corr = corr.reshape(n_coils, n_coils, *images.shape[1:])
+    corr = uniform_filter(corr.real, size=size) + 1j * uniform_filter(corr.imag, size=size)
+    corr = np.moveaxis(corr.reshape(n_coils, n_coils, -1), -1, 0)  # (n, C, C)
+    _, vectors = np.linalg.eigh(corr)
+    v = vectors[..., -1]  # dominant eigenvector per pixel, (n, C)
+    reference = v[:, [int(np.argmax(np.abs(v).sum(0)))]]
+    v = v * np.exp(-1j * np.angle(reference))
+    return v.T.reshape(images.shape)
+
+
 def walsh(images: np.ndarray, covariance: np.ndarray | None = None, *, window: int = 5
           ) -> np.ndarray:
     """Adaptive (Walsh) coil combination.
@@ -96,23 +130,10 @@ def walsh(images: np.ndarray, covariance: np.ndarray | None = None, *, window: i
     -------
     ndarray, shape ``shape``, complex128
         ``vᴴ x̃`` with ``x̃ = L⁻¹ x`` (Ψ = L Lᴴ) and ``v`` the dominant eigenvector of the local
-        correlation of ``x̃``, phase-referenced so the combined image is smooth in phase.
+        correlation of ``x̃`` (:func:`walsh_maps`).
     """
-    from scipy.ndimage import uniform_filter
-
     n_coils = images.shape[0]
     if covariance is not None:
         chol = np.linalg.cholesky(np.asarray(covariance))
         images = np.linalg.solve(chol, images.reshape(n_coils, -1)).reshape(images.shape)
-    flat = images.reshape(n_coils, -1)
-    corr = flat[:, None, :] * flat[None, :, :].conj()  # (C, C, n)
-    size = (1, 1, *([window] * (images.ndim - 1)))
-    corr = corr.reshape(n_coils, n_coils, *images.shape[1:])
-    corr = uniform_filter(corr.real, size=size) + 1j * uniform_filter(corr.imag, size=size)
-    corr = np.moveaxis(corr.reshape(n_coils, n_coils, -1), -1, 0)  # (n, C, C)
-    _, vectors = np.linalg.eigh(corr)
-    v = vectors[..., -1]  # dominant eigenvector per pixel, (n, C)
-    reference = v[:, [int(np.argmax(np.abs(v).sum(0)))]]
-    v = v * np.exp(-1j * np.angle(reference))
-    combined = np.einsum("nc,cn->n", v.conj(), flat)
-    return combined.reshape(images.shape[1:])
+    return (walsh_maps(images, window=window).conj() * images).sum(axis=0)

@@ -49,11 +49,12 @@ def tv_recon(kspace: np.ndarray, traj: Trajectory, weights: np.ndarray, lamda: f
     return _tv_solve(A, (kspace.ravel() / scale) * root, lamda, max_iter) * scale
 
 
-def _tv_solve(A, y: np.ndarray, lamda: float, max_iter: int) -> np.ndarray:
-    """``argmin ½‖Ax − y‖² + λ‖∇x‖₁`` by sigpy's primal–dual LinearLeastSquares."""
+def _tv_solve(A, y: np.ndarray, lamda: float, max_iter: int, *, G=None) -> np.ndarray:
+    """``argmin ½‖Ax − y‖² + λ‖Gx‖₁`` by sigpy's primal–dual LinearLeastSquares; ``G`` is
+    the finite-difference gradient unless given (e.g. a directional one)."""
     import sigpy as sp
 
-    G = sp.linop.FiniteDifference(A.ishape)
+    G = sp.linop.FiniteDifference(A.ishape) if G is None else G
     # sigpy estimates the primal-dual step sizes by power iterations from a vector of the
     # global NumPy generator: seed it for this solve only, so that the same data give the
     # same image on every run (unseeded, two runs differed by 2e-4)
@@ -68,7 +69,8 @@ def _tv_solve(A, y: np.ndarray, lamda: float, max_iter: int) -> np.ndarray:
 
 
 def tv_recon_multicoil(kspace: np.ndarray, traj: Trajectory, weights: np.ndarray,
-                       maps: np.ndarray, lamda: float, *, max_iter: int = 100) -> np.ndarray:
+                       maps: np.ndarray, lamda: float, *, max_iter: int = 100,
+                       gradient=None) -> np.ndarray:
     """TV-regularised SENSE reconstruction of multi-coil non-Cartesian k-space (sigpy).
 
     Minimises ``½ ‖√w (F S x − y)‖² + λ ‖∇x‖₁`` over the complex image ``x`` with sigpy's
@@ -86,6 +88,9 @@ def tv_recon_multicoil(kspace: np.ndarray, traj: Trajectory, weights: np.ndarray
         Regularisation strength relative to an image scaled to peak 1 (≥ 0).
     max_iter : int
         Primal–dual iterations.
+    gradient : sigpy Linop, optional
+        The operator in the ℓ₁ term instead of finite differences (e.g. the directional
+        gradient of :func:`nacode.recon.raw.directional_projection`).
 
     Returns
     -------
@@ -107,4 +112,4 @@ def tv_recon_multicoil(kspace: np.ndarray, traj: Trajectory, weights: np.ndarray
     A = sp.linop.Multiply((maps.shape[0], root.size), root) * multicoil_nufft_op(
         maps, traj.coord.reshape(-1, traj.coord.shape[-1]))
     y = (kspace.reshape(kspace.shape[0], -1) / scale) * root
-    return _tv_solve(A, y, lamda, max_iter) * scale
+    return _tv_solve(A, y, lamda, max_iter, G=gradient) * scale

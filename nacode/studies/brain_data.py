@@ -4,9 +4,9 @@ Each subject (:func:`nacode.anatomy.brain.brain_subject`, seed ``SEED_BASE + i``
 three times with the density-adapted 3D radial model of :mod:`nacode.physics.dapr` (6 min
 40 s each, 20 min in total, T2* decay during the readout), each time with fresh noise. Every
 acquisition is calibrated to mM on its own four tubes (least squares through the tube means),
-then divided by :data:`NORM_MM` — the network's units. The reference is the mean of the three
-calibrated acquisitions, as in the paper; unlike the paper we also keep the noiseless
-acquisition and the true, partial-volume TSC per 4 mm voxel.
+then divided by :data:`~nacode.denoise.dae.NORM_MM` — the network's units. The reference is
+the mean of the three calibrated acquisitions, as in the paper; unlike the paper we also keep
+the noiseless acquisition and the true, partial-volume TSC per 4 mm voxel.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nacode.anatomy.subject import Subject, Tube
+from nacode.denoise.dae import NORM_MM, VOXEL_MM  # the network's units and voxel size
 from nacode.physics import dapr
 from nacode.physics.acquire import downsample
 from nacode.recon.calibration import Calibration, calibrate
@@ -25,9 +26,7 @@ N_SUBJECTS = 13
 N_ACQUISITIONS = 3
 SEED_BASE = 3000  # the design card's seed 003
 MATRIX = (60, 60, 60)  # 4 mm over the 240 mm field of view
-VOXEL_MM = 4.0
 SNR = 10.0  # mean noiseless brain signal / noise SD per Re/Im channel, one acquisition
-NORM_MM = 100.0  # network units: mM / NORM_MM
 GROUP_SIZES = (3, 3, 3, 2, 2)
 TISSUES = ("GM", "WM", "CSF")
 
@@ -40,7 +39,7 @@ class BrainScan:
     ----------
     seed : int
     acquisitions : ndarray, shape (3, X, Y, Z), float32
-        Calibrated magnitude images in network units (mM / :data:`NORM_MM`).
+        Calibrated magnitude images in network units (mM / :data:`~nacode.denoise.dae.NORM_MM`).
     noiseless : ndarray, shape (X, Y, Z), float32
         The same acquisition without noise, calibrated likewise (T2* blur and aTSC bias kept).
     truth_mm : ndarray, shape (X, Y, Z), float32
