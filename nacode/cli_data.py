@@ -124,10 +124,15 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
                 f"{', checksum verified' if info['checksum_verified'] else ''})")
     print(f"denoised {info['images']} image(s) ({info['layout']}) with {used}: "
           f"{info['output']}")
-    out, err = info["tubes"].lines()
+    _print_tubes(info["tubes"])
+    return 0
+
+
+def _print_tubes(report) -> None:
+    """The tube report: a line per tube on stdout, warnings beyond 1 % on stderr."""
+    out, err = report.lines()
     print(*out, sep="\n", end="\n" if out else "")
     print(*err, sep="\n", end="\n" if err else "", file=sys.stderr)
-    return 0
 
 
 def _cmd_tsc(args: argparse.Namespace) -> int:
@@ -161,11 +166,13 @@ def _denoise_volume(args: argparse.Namespace) -> int:
     digest = calf.manifest_digests().get(Path(path).resolve())
     info = run(args.input, args.output, path, digest=digest, method="dae",
                label=f"dae (brain, fold {fold})" if fold else "dae",
-               device=resolve_device(args.device), force=args.force, mask_path=args.mask)
+               device=resolve_device(args.device), force=args.force, mask_path=args.mask,
+               tubes=args.tubes)
     which = f", fold {fold}" if fold else ""
     verified = ", checksum verified" if info["checksum_verified"] else ""
     print(f"denoised 1 volume ({info['volume']}) with the brain DAE{which} "
           f"({Path(info['model']).name}{verified}): {info['output']}")
+    _print_tubes(info["tubes"])
     return 0
 
 

@@ -37,6 +37,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "benchmark": {"levels": [5.0, 10.0], "n_test": 4, "cs_iter": 3000, "dip_iter": 200,
                       "dip_base": 8, "dip_levels": 4, "dip_lr": 0.01, "window": 16,
                       "patience": 40, "breast_matrix": 64, "bench_quick": True, "seed": 0},
+        "own_data": {"iterations": 20},  # primal-dual iterations of recon --method cs/dtv
     },
     "full": {
         "intro": {},
@@ -60,6 +61,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                       "dip_iter": 3000, "dip_base": 32, "dip_levels": 4, "dip_lr": 0.01,
                       "window": 64, "patience": 300, "breast_matrix": 128,
                       "bench_quick": False, "seed": 0},
+        "own_data": {"iterations": 100},
     },
 }
 

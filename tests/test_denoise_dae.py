@@ -29,7 +29,8 @@ def scan():
     subject = brain_subject(SEED, voxel_mm=2, acquisition_mm=brain_data.VOXEL_MM)
     s = brain_data.scan_subject(subject, np.random.default_rng(SEED), n_acquisitions=1)
     return {"noisy": (s.acquisitions[0] * NORM_MM).astype(np.float32),
-            "noiseless": s.noiseless * NORM_MM, "truth": s.truth_mm, "brain": s.brain_mask}
+            "noiseless": s.noiseless * NORM_MM, "truth": s.truth_mm, "brain": s.brain_mask,
+            "tubes": s.tube_labels.astype(np.int16)}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,8 @@ def test_cli_equals_the_direct_computation_and_lowers_the_error(tmp_path, scan, 
     noisy, brain = scan["noisy"], scan["brain"]
     np.save(tmp_path / "mask.npy", brain.astype(np.uint8))
     code, out = denoise([nifti(tmp_path / "in.nii.gz", noisy), tmp_path / "out.nii.gz",
-                         "--method", "dae", "--mask", tmp_path / "mask.npy"], capsys)
+                         "--method", "dae", "--mask", tmp_path / "mask.npy", "--tubes", "none"],
+                        capsys)
     assert code == 0, out.err
     assert out.err == ""  # 4 mm and a brain's aTSC: no warning
     assert out.out.startswith("denoised 1 volume (60 × 60 × 60, 4.0 mm) with the brain DAE, "
@@ -103,7 +105,8 @@ def test_a_singleton_axis_is_dropped_and_restored(tmp_path, scan, model):
 
 def test_another_voxel_size_is_denoised_with_a_one_line_warning(tmp_path, scan, capsys):
     code, out = denoise([nifti(tmp_path / "in.nii", scan["noisy"], voxel=2.0),
-                         tmp_path / "out.nii", "--method", "dae", "--fold", 2], capsys)
+                         tmp_path / "out.nii", "--method", "dae", "--fold", 2, "--tubes", "none"],
+                        capsys)
     assert code == 0 and (tmp_path / "out.nii").exists()
     assert out.err.count("\n") == 1 and "warning: voxels of 2 × 2 × 2 mm" in out.err
     assert "trained at 4 mm" in out.err and "(60 × 60 × 60, 2.0 mm)" in out.out
@@ -173,3 +176,26 @@ def test_option_mistakes_are_refused(tmp_path, capsys, args, message):
     np.save(tmp_path / "in.npy", np.ones((8, 8, 8)))
     code, out = denoise([tmp_path / "in.npy", tmp_path / "out.npy", *args], capsys)
     assert code == 1 and message in out.err and not (tmp_path / "out.npy").exists()
+
+
+def test_tube_report_on_a_volume(tmp_path, scan, capsys):
+    """The tube ROIs' means before and after, in the output and the sidecar: tubes outside
+    the mask are untouched (0 %), inside the automatic mask they are reported as they moved."""
+    src = nifti(tmp_path / "in.nii.gz", scan["noisy"])
+    np.save(tmp_path / "brain.npy", scan["brain"].astype(np.uint8))
+    nifti(tmp_path / "tubes.nii.gz", scan["tubes"])
+    n_tubes = int(scan["tubes"].max())
+    outside = denoise([src, tmp_path / "b.nii.gz", "--method", "dae", "--mask",
+                       tmp_path / "brain.npy", "--tubes", tmp_path / "tubes.nii.gz"], capsys)
+    assert outside[0] == 0
+    assert outside[1].out.count("after (+0.00 %)") == n_tubes and "warning" not in outside[1].err
+    inside = denoise([src, tmp_path / "a.nii.gz", "--method", "dae", "--tubes",
+                      tmp_path / "tubes.nii.gz"], capsys)
+    assert inside[0] == 0 and inside[1].out.count("tube ") == n_tubes
+    result = np.asanyarray(nibabel.load(tmp_path / "a.nii.gz").dataobj)
+    first = scan["tubes"] == 1
+    change = 100 * (result[first].mean() / scan["noisy"][first].mean() - 1)
+    assert f"({change:+.2f} %)" in inside[1].out
+    assert ("warning: tube 1" in inside[1].err) == (abs(change) > 1)
+    sidecar = json.loads((tmp_path / "a.nii.gz.json").read_text(encoding="utf-8"))
+    assert "tube" in json.dumps(sidecar)

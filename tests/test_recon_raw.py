@@ -49,7 +49,7 @@ def scan(n_coils=4, sigma=0.0, slices=1, seed=0, n=N, undersampling=1.0):
 
 
 def test_round_trip_2d_multislice(tmp_path):
-    traj, kspace, noise, covariance = scan(slices=3, sigma=0.01)
+    traj, kspace, noise, _ = scan(slices=3, sigma=0.01)
     path = write_ismrmrd(tmp_path / "raw.h5", kspace, traj, noise=noise, noise_dwell_us=5.0)
     raw = read_ismrmrd(path)
     assert raw.kspace.shape == kspace.shape and raw.matrix == traj.matrix
@@ -106,6 +106,7 @@ def test_whitening_decorrelates_the_noise(tmp_path):
     raw = read_ismrmrd(write_ismrmrd(tmp_path / "raw.h5", kspace[0], traj, noise=noise))
     white, used = recon.whitened(raw)
     np.testing.assert_allclose(used, covariance, atol=0.15 * np.abs(covariance).max())
+    np.testing.assert_allclose(white[0], whiten(raw.kspace[0], whitening_matrix(used)))
     fresh = coil_noise((20000,), covariance, np.random.default_rng(9))
     mixed = whiten(fresh, whitening_matrix(used))
     estimate = mixed @ mixed.conj().T / (2 * mixed.shape[1])

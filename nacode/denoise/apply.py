@@ -171,7 +171,8 @@ def run(input_path: str | Path, output_path: str | Path, model_path: str | Path 
         if model_path is None:
             raise ValueError("--method dae needs weights (--fold or --model)")
         return run_dae(input_path, output_path, model_path, digest=digest,
-                       mask_path=mask_path, label=label or method, device=device)
+                       mask_path=mask_path, label=label or method, device=device,
+                       tubes=tubes)
     if method == "cnn":
         if model_path is None:
             raise ValueError("--method cnn needs weights (--nsa or --model)")

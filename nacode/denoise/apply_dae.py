@@ -122,7 +122,7 @@ def warnings_for(volume: np.ndarray, mask: np.ndarray, voxel: tuple[float, ...] 
 
 def run_dae(input_path: str | Path, output_path: str | Path, model_path: str | Path, *,
             digest: str | None = None, mask_path: str | Path | None = None,
-            label: str = "dae", device: str = "cpu") -> dict:
+            label: str = "dae", device: str = "cpu", tubes: str | None = None) -> dict:
     """Denoise an aTSC volume (mM) with the :class:`~nacode.denoise.dae.PatchDAE` weights.
 
     Parameters
@@ -137,12 +137,16 @@ def run_dae(input_path: str | Path, output_path: str | Path, model_path: str | P
         Voxels to denoise (nonzero), same shape as the volume; default :func:`auto_mask`.
     label, device : str
         How the provenance names the method; where the network runs.
+    tubes : str, optional
+        The tube report (:func:`nacode.recon.tsc.tube_report`): ``"auto"``, a label image of
+        the volume's shape, or ``"none"``/None.
 
     Returns
     -------
     dict
         input, output, volume (:func:`describe`), shape, voxel_mm, mask, mask_voxels,
-        model, checksum_verified, warnings, method.
+        model, checksum_verified, warnings, method, tubes (a
+        :class:`~nacode.recon.tsc.TubeReport`).
 
     Raises
     ------
@@ -186,14 +190,17 @@ def run_dae(input_path: str | Path, output_path: str | Path, model_path: str | P
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{model_path}: the network gave NaN or infinity (are the weights "
                          "finite?); nothing was written")
+    from nacode.recon.tsc import tube_report
+
+    report = tube_report(volume_stack(volume, layout), volume_stack(out, layout), layout, tubes)
     record = {"model": Path(model_path).name, "sha256": digest or sha256_file(model_path),
               "units": f"aTSC in mM (the network saw mM / {NORM_MM:g})", "mask": source,
               "mask_voxels": int(mask.sum()), "voxel_mm": list(voxel) if voxel else None,
-              "warnings": warnings}
+              "warnings": warnings, **report.record()}
     written = write_images(output_path, volume_stack(out, layout), layout,
                            {"method": label, "input": str(input_path), **record})
     return {"input": str(input_path), "output": str(written), "method": label,
             "volume": describe(volume.shape, voxel), "shape": volume.shape,
             "voxel_mm": voxel, "mask": source, "mask_voxels": int(mask.sum()),
             "model": str(model_path), "checksum_verified": digest is not None,
-            "warnings": warnings}
+            "warnings": warnings, "tubes": report}

@@ -43,7 +43,7 @@ MIN_SIGNIFICANCE_OWN = 5.0  # least contrast of a candidate on its own footprint
 STRONG = 10.0  # a set of tubes is chosen by its members this significant (then its size)
 SIZE_RANGE = (0.5, 2.0)  # sizes of one set of tubes, relative to each other
 MIN_SIGNIFICANCE = 5.5  # least matched contrast of a tube with its surroundings, noise SDs
-MIN_ROI_FRACTION = 0.4  # least ROI of a tube (after the margin) relative to the typical ROI
+MIN_ROI = (5, 0.2)  # least ROI of a tube after the margin: voxels, fraction of the typical
 NULL_SAMPLES = 400  # places in the air where that contrast's noise is measured
 
 
@@ -169,8 +169,9 @@ def detect_tubes(image: np.ndarray, n: int | None, *, margin: int = 1,
     Raises
     ------
     TubeDetectionError
-        If not exactly ``n`` tubes (or none) are found, or one tube's ROI is under
-        ``MIN_ROI_FRACTION`` of the typical one's (e.g. it vanishes under the margin).
+        If not exactly ``n`` tubes (or none) are found, or one tube's ROI is smaller than
+        ``MIN_ROI`` (voxels, or a fraction of the typical ROI; e.g. it vanishes under the
+        margin).
     """
     image = np.asarray(image, dtype=np.float64)
     squeezed = image.reshape([d for d in image.shape if d > 1])
@@ -186,7 +187,7 @@ def detect_tubes(image: np.ndarray, n: int | None, *, margin: int = 1,
                else region] = k
     sizes = np.bincount(labels.ravel(), minlength=len(tubes) + 1)[1:]
     for k, size in enumerate(sizes, start=1):  # one set of tubes leaves like-sized ROIs
-        if size < max(MIN_ROI_FRACTION * np.median(sizes), 1):
+        if size < max(MIN_ROI[0], MIN_ROI[1] * np.median(sizes)):
             raise TubeDetectionError(f"tube {k} leaves {size} voxel(s) inside a "
                                      f"{margin}-voxel margin, the typical tube "
                                      f"{np.median(sizes):g}")
