@@ -159,8 +159,9 @@ def write_ismrmrd(path: str | Path, kspace: np.ndarray, traj: Trajectory, *,
     ----------
     path : path-like
         ``.h5`` file to create (replaced if it exists).
-    kspace : ndarray, shape ``(n_coils, n_shots, n_samples)`` or ``(n_slices, n_coils,
-        n_shots, n_samples)`` (2D multi-slice), complex
+    kspace : ndarray, complex
+        Shape ``(n_coils, n_shots, n_samples)``, or ``(n_slices, n_coils, n_shots,
+        n_samples)`` for 2D multi-slice data.
     traj : Trajectory
         Positions (grid units) and times: the dwell is the spacing of ``times_ms``, TE its
         first value.
