@@ -182,9 +182,11 @@ def _cmd_recon(args: argparse.Namespace) -> int:
     from nacode.io.images import new_layout, read_images, read_volume, write_images
     from nacode.io.raw import read_ismrmrd
     from nacode.recon import raw as recon
+    from nacode.results import check_output
 
     if args.output.exists() and not args.force:
         raise ValueError(f"{args.output}: exists; choose another output (or --force)")
+    check_output(args.input, args.output, force=args.force)  # a folder, unwritable, the input
     new_layout(args.output, (1, 1), 1.0)  # refuses, before any work, a format it cannot write
     data = read_ismrmrd(args.input)
     prior = None

@@ -140,3 +140,27 @@ def save_figure(fig, chapter: str, name: str, *, dpi: int = 150) -> Path:
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
     return path
+
+
+def check_output(input_path: str | os.PathLike, output_path: str | os.PathLike, *,
+                 force: bool = False, offer_force: bool = True) -> None:
+    """Refuse, before any work, an output that is the input (unless ``force``; the message
+    offers ``--force`` when ``offer_force``), a folder, or in a folder that cannot be written.
+
+    An input folder (a DICOM series) is written as a new folder, so its output must not exist.
+    """
+    src, dst = Path(input_path), Path(output_path)
+    if src.is_dir():  # a DICOM series: written as a new folder
+        if dst.exists():
+            raise ValueError(f"{dst}: exists; a series is written into a new folder")
+    elif dst.is_dir():
+        raise ValueError(f"{dst}: is a folder; give an output file name")
+    same = dst.exists() and src.exists() and os.path.samefile(src, dst)
+    if same and not force:
+        hint = " (or --force to overwrite the input)" if offer_force else ""
+        raise ValueError(f"{dst}: is the input; give another output file{hint}")
+    folder = dst.parent if str(dst.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"{dst}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{dst}: folder {folder} is not writable; choose another output")

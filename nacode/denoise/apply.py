@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nacode.results import check_output
+
 
 def nearest_nsa(nsa: int, available) -> int:
     """The trained NSA closest to ``nsa`` (ties go to the larger)."""
@@ -92,29 +94,6 @@ def denoise_stack(stack: np.ndarray, model, *, device: str = "cpu",
         raise ValueError("the network gave NaN or infinity (are the weights finite?); "
                          "nothing was written")
     return out
-
-
-def check_output(input_path: str | Path, output_path: str | Path, *, force: bool = False
-                 ) -> None:
-    """Refuse, before any work, an output that is the input (unless ``force``), a folder, or
-    in a folder that cannot be written."""
-    import os
-
-    src, dst = Path(input_path), Path(output_path)
-    if src.is_dir():  # a DICOM series: written as a new folder
-        if dst.exists():
-            raise ValueError(f"{dst}: exists; a series is written into a new folder")
-    elif dst.is_dir():
-        raise ValueError(f"{dst}: is a folder; give an output file name")
-    same = dst.exists() and src.exists() and os.path.samefile(src, dst)
-    if same and not force:
-        raise ValueError(f"{dst}: is the input; give another output file (or --force to "
-                         "overwrite the input)")
-    folder = dst.parent if str(dst.parent) else Path(".")
-    if not folder.is_dir():
-        raise ValueError(f"{dst}: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{dst}: folder {folder} is not writable; choose another output")
 
 
 def run(input_path: str | Path, output_path: str | Path, model_path: str | Path | None, *,

@@ -130,7 +130,7 @@ def run_dae(input_path: str | Path, output_path: str | Path, model_path: str | P
     input_path, output_path : path-like
         NIfTI or ``.npy`` volume in (aTSC, mM; see the module notes), and where the result
         goes (same format). The caller has checked the output path
-        (:func:`nacode.denoise.apply.check_output`).
+        (:func:`nacode.results.check_output`).
     model_path : path-like
         ``.safetensors`` weights of a PatchDAE; checked against ``digest`` (sha256) if given.
     mask_path : path-like, optional

@@ -20,7 +20,6 @@ the file and the fix, and a failed write removes what was already written.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,21 +143,6 @@ def companion(out: Path, tag: str, ext: str | None = None) -> Path:
     return out.with_name(f"{stem}{tag}{own if ext is None else ext}")
 
 
-def _check_outputs(image: Path, outputs: list[Path]) -> None:
-    """Refuse, before any work, an output that is the input, exists as a folder, or lies in
-    a folder that is missing or read-only."""
-    for out in outputs:
-        if out.is_dir() and not image.is_dir():
-            raise ValueError(f"{out}: is a folder; give an output file name")
-        if out.exists() and image.exists() and os.path.samefile(out, image):
-            raise ValueError(f"{out}: is the input; give another output name")
-        folder = out.parent if str(out.parent) else Path(".")
-        if not folder.is_dir():
-            raise ValueError(f"{out}: folder {folder} does not exist; create it first")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise ValueError(f"{out}: folder {folder} is not writable; choose another output")
-
-
 def _remove(path: Path) -> None:
     import shutil
 
@@ -199,7 +183,7 @@ def run(image_path, out_path, *, tubes: str = "auto", mm: str = "10,25,50,75,100
     from nacode.io.images import read_images, write_images
     from nacode.recon.calibration import calibrate
     from nacode.recon.tube_detect import TubeDetectionError, detect_tubes
-    from nacode.results import atomic_write
+    from nacode.results import atomic_write, check_output
 
     image_path, out_path = Path(image_path), Path(out_path)
     concentrations = parse_mm(mm)
@@ -208,7 +192,8 @@ def run(image_path, out_path, *, tubes: str = "auto", mm: str = "10,25,50,75,100
     if names is not None and roi is None:
         raise ValueError("--roi-names needs --roi LABELS")
     outputs = [out_path, companion(out_path, "_tubes"), companion(out_path, "", ".csv")]
-    _check_outputs(image_path, outputs)
+    for out in outputs:
+        check_output(image_path, out, offer_force=False)
     stack, layout = read_images(image_path, slice_axis=slice_axis)
     image = to_stored(stack, layout)
     if tubes == "auto":
