@@ -83,15 +83,20 @@ def add_parsers(commands) -> None:
     recon.add_argument("input", type=Path, help="ISMRMRD file: radial or spiral readouts with "
                        "trajectories, any number of coils, optional noise scan")
     recon.add_argument("output", type=Path, help="magnitude image: .nii, .nii.gz or .npy")
-    recon.add_argument("--method", choices=("gridding", "cs", "dtv"), default="gridding",
+    recon.add_argument("--method", choices=("gridding", "cs", "dtv", "dip", "dip-fusion"),
+                       default="gridding",
                        help="gridding (default); cs: TV-regularised; dtv: directional TV "
-                            "guided by --prior")
+                            "guided by --prior; 2D only: dip, and dip-fusion (guided by "
+                            "--prior), with the breast study's frozen settings")
     recon.add_argument("--prior", type=Path, default=None,
                        help="dtv: anatomical image (NIfTI/.npy) on the reconstruction grid")
     recon.add_argument("--lamda", type=float, default=None,
                        help="cs/dtv: regularisation relative to an image of peak 1 (0.01)")
     recon.add_argument("--iterations", type=int, default=None,
-                       help="cs/dtv: primal-dual iterations (50)")
+                       help="cs/dtv: primal-dual iterations (50); dip/dip-fusion: Adam "
+                            "iterations (the breast study's tuned number)")
+    recon.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                       help="dip/dip-fusion: where the network runs")
     recon.add_argument("--eta", type=float, default=None,
                        help="dtv: edge scale of the prior's direction field (0.05)")
     recon.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -193,10 +198,13 @@ def _cmd_recon(args: argparse.Namespace) -> int:
     if args.prior is not None:
         prior = read_volume(args.prior)[0] if len(data.matrix) == 3 else np.stack(
             read_images(args.prior)[0])
-    image, info = recon.reconstruct(
-        data, args.method, lamda=recon.LAMDA if args.lamda is None else args.lamda,
-        max_iter=args.iterations or recon.MAX_ITER, prior=prior,
-        eta=recon.ETA if args.eta is None else args.eta, progress=True)
+    if args.method in ("dip", "dip-fusion"):
+        image, info = _recon_dip(args, data, prior)
+    else:
+        image, info = recon.reconstruct(
+            data, args.method, lamda=recon.LAMDA if args.lamda is None else args.lamda,
+            max_iter=args.iterations or recon.MAX_ITER, prior=prior,
+            eta=recon.ETA if args.eta is None else args.eta, progress=True)
     voxel = [f / n for f, n in zip(data.fov_mm, data.matrix, strict=True)]
     if image.ndim == 3 and len(data.matrix) == 2:  # 2D slices: (H, W, slices) in NIfTI
         image = np.moveaxis(image, 0, -1)
@@ -209,6 +217,23 @@ def _cmd_recon(args: argparse.Namespace) -> int:
     print(f"reconstructed {'x'.join(map(str, image.shape))} ({info['coils']} coil(s), "
           f"{whitened}{args.method}): {written}")
     return 0
+
+
+def _recon_dip(args: argparse.Namespace, data, prior):
+    """DIP or DIP-Fusion with the breast study's frozen choice (weights/breast_dip_tuning.json)."""
+    from nacode.book import resolve_device
+    from nacode.denoise.dip_recon import reconstruct_dip
+    from nacode.studies import breast_tuning
+
+    name = "DIP-Fusion" if args.method == "dip-fusion" else "DIP"
+    tuning = breast_tuning.frozen()
+    chosen, settings = tuning[name], tuning["settings"]
+    return reconstruct_dip(
+        data, prior, fusion=name == "DIP-Fusion", learning_rate=chosen["lr"],
+        iterations=args.iterations or chosen.get("iteration") or settings["dip_budget"],
+        lam_dtv=chosen.get("lam_dtv", 0.0), lam_gc=chosen.get("lam_gc", 0.0),
+        base=settings["base"], levels=settings["levels"], window=settings["window"],
+        device=resolve_device(args.device), progress=True)
 
 
 #: Sub-command name → handler(args) → exit status.

@@ -273,3 +273,48 @@ def test_round_trip_3d_radial(tmp_path):
         np.testing.assert_allclose(image, direct, rtol=tol, atol=tol * direct.max())
     inside, outside = image[ball > 0].mean(), image[ball == 0].mean()
     assert inside > 5 * outside
+
+
+def test_dip_fusion_from_raw_data(tmp_path):
+    """The breast study's DIP-Fusion on a 2D scan: lower error than gridding with the
+    anatomy as prior, deterministic, and refused where it does not apply."""
+    from nacode.denoise.dip_recon import reconstruct_dip
+
+    traj, kspace, noise, _ = scan(sigma=0.08, undersampling=2.0, n=64)
+    raw = read_ismrmrd(write_ismrmrd(tmp_path / "raw.h5", kspace[0], traj, noise=noise))
+    truth = phantom(64)
+
+    def error(image):
+        scale = (image * truth).sum() / (image**2).sum()
+        return np.sqrt(((scale * image - truth) ** 2).mean())
+
+    settings = {"learning_rate": 0.001, "iterations": 300, "lam_dtv": 0.1, "lam_gc": 0.1}
+    fused, info = reconstruct_dip(raw, truth[None], **settings)
+    assert info["method"] == "dip-fusion" and info["whitened"] and fused.shape == (1, 64, 64)
+    grid = recon.reconstruct(raw, "gridding")[0][0]
+    assert error(fused[0]) < error(grid)  # measured 0.070 against 0.073
+    again, _ = reconstruct_dip(raw, truth[None], **settings)
+    np.testing.assert_array_equal(again, fused)
+    with pytest.raises(ValueError, match="needs --prior"):
+        reconstruct_dip(raw, None, **settings)
+    volume = RawData(kspace=raw.kspace, coord=np.zeros((4, 3, 3)), matrix=(8, 8, 8),
+                     fov_mm=(80.0,) * 3, dwell_us=10.0, te_ms=0.2)
+    with pytest.raises(ValueError, match="reconstruct 2D slices"):
+        reconstruct_dip(volume, None, **settings)
+
+
+def test_cli_dip_fusion_uses_the_frozen_breast_settings(tmp_path):
+    import json
+
+    traj, kspace, noise, _ = scan(sigma=0.05)
+    raw = write_ismrmrd(tmp_path / "raw.h5", kspace[0], traj, noise=noise)
+    np.save(tmp_path / "t1.npy", phantom()[None])
+    out = tmp_path / "dipf.npy"
+    done = recon_cli(raw, out, "--method", "dip-fusion", "--prior", tmp_path / "t1.npy",
+                     "--iterations", 20, "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.with_name(out.name + ".json").read_text())
+    frozen = json.loads((ROOT / "weights" / "breast_dip_tuning.json").read_text())
+    assert record["learning_rate"] == frozen["DIP-Fusion"]["lr"]
+    assert record["lam_dtv"] == frozen["DIP-Fusion"]["lam_dtv"] and record["iterations"] == 20
+    assert np.load(out).shape == (N, N, 1) and np.all(np.isfinite(np.load(out)))

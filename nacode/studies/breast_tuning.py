@@ -269,7 +269,8 @@ def run(profile: str = "quick", *, device: str = "cpu", out: Path | None = None,
 
 
 def frozen(path: Path = ARTIFACT) -> dict:
-    """The committed DIP / DIP-Fusion choice (``{"DIP": …, "DIP-Fusion": …}``), sha256-checked,
-    for other chapters that reuse the breast study's frozen settings (the benchmark)."""
+    """The committed DIP / DIP-Fusion choice (``{"DIP": …, "DIP-Fusion": …, "settings": …}``,
+    the last the network and budget it was tuned with), sha256-checked, for what reuses the
+    breast study's frozen settings (the benchmark, ``nacode recon --method dip-fusion``)."""
     data = _read(path)
-    return {"DIP": data["DIP"], "DIP-Fusion": data["DIP-Fusion"]}
+    return {"DIP": data["DIP"], "DIP-Fusion": data["DIP-Fusion"], "settings": data["settings"]}
