@@ -180,5 +180,6 @@ def run(command: str) -> None:
 
 
 def subject_voxel(matrix: int) -> float:
-    """Acquisition voxel (mm) of a ``matrix``³ scan of the 240 mm brain field of view."""
+    """Acquisition voxel (mm) of a scan of ``matrix`` voxels per side over the 240 mm brain
+    field of view."""
     return 240.0 / matrix
