@@ -280,14 +280,15 @@ def test_nan_input_and_failed_writes_leave_nothing(tmp_path, capsys, monkeypatch
 def test_stack_and_stored_layouts_round_trip(tmp_path):
     import nibabel
 
+    from nacode.io import images
     from nacode.io.images import read_images
 
     data = np.random.default_rng(0).random((20, 24, 3)).astype(np.float32)
     nibabel.save(nibabel.Nifti1Image(data, np.eye(4)), tmp_path / "s.nii")
     stack, layout = read_images(tmp_path / "s.nii")
     assert stack.shape == (3, 20, 24) and layout.slice_axis == 2
-    assert np.array_equal(tsc.to_stored(stack, layout), data)
-    assert np.array_equal(tsc.to_stack(data, layout), stack)
+    assert np.array_equal(images.to_stored(stack, layout), data)
+    assert np.array_equal(images.to_stack(data, layout), stack)
     assert tsc.companion(tmp_path / "a.nii.gz", "_tubes").name == "a_tubes.nii.gz"
     assert tsc.companion(tmp_path / "a.nii.gz", "", ".csv").name == "a.csv"
 

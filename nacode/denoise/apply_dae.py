@@ -84,15 +84,6 @@ def voxel_mm(layout) -> tuple[float, ...] | None:
     return tuple(float(zooms[a]) * scale for a, n in enumerate(layout.shape) if n > 1)
 
 
-def volume_stack(volume: np.ndarray, layout) -> np.ndarray:
-    """The (n, H, W) stack :func:`~nacode.io.images.write_images` takes for the volume
-    :func:`~nacode.io.images.read_volume` read with ``layout``."""
-    data = np.asarray(volume).reshape(layout.shape)
-    axis = layout.slice_axis
-    return np.moveaxis(data, axis, 0).reshape(
-        layout.shape[axis], *[n for a, n in enumerate(layout.shape) if n > 1 and a != axis])
-
-
 def describe(shape: tuple[int, ...], voxel: tuple[float, ...] | None) -> str:
     """E.g. ``"60 × 60 × 60, 4.0 mm"`` (``"…, voxel size not recorded"`` for ``.npy``)."""
     size = " × ".join(map(str, shape))
@@ -157,7 +148,7 @@ def run_dae(input_path: str | Path, output_path: str | Path, model_path: str | P
     """
     from nacode.denoise.dae import NORM_MM, PATCH, PatchDAE, denoise_volume
     from nacode.denoise.trainer import load_weights
-    from nacode.io.images import read_volume, write_images
+    from nacode.io.images import read_volume, to_stack, write_images
     from nacode.manifest import sha256_file
 
     volume, layout = read_volume(input_path)
@@ -192,12 +183,12 @@ def run_dae(input_path: str | Path, output_path: str | Path, model_path: str | P
                          "finite?); nothing was written")
     from nacode.recon.tsc import tube_report
 
-    report = tube_report(volume_stack(volume, layout), volume_stack(out, layout), layout, tubes)
+    report = tube_report(to_stack(volume, layout), to_stack(out, layout), layout, tubes)
     record = {"model": Path(model_path).name, "sha256": digest or sha256_file(model_path),
               "units": f"aTSC in mM (the network saw mM / {NORM_MM:g})", "mask": source,
               "mask_voxels": int(mask.sum()), "voxel_mm": list(voxel) if voxel else None,
               "warnings": warnings, **report.record()}
-    written = write_images(output_path, volume_stack(out, layout), layout,
+    written = write_images(output_path, to_stack(out, layout), layout,
                            {"method": label, "input": str(input_path), **record})
     return {"input": str(input_path), "output": str(written), "method": label,
             "volume": describe(volume.shape, voxel), "shape": volume.shape,

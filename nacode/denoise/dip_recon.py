@@ -69,7 +69,7 @@ def reconstruct_dip(raw: RawData, prior: np.ndarray | None, *, fusion: bool = Tr
     from nacode.physics.nufft import gridding
     from nacode.physics.toeplitz import SenseNormal
     from nacode.recon.cs import tv_recon_multicoil
-    from nacode.recon.raw import LAMDA, cached_density, whitened
+    from nacode.recon.raw import LAMDA, prepare, scan_info
 
     if len(raw.matrix) != 2:
         raise ValueError("DIP and DIP-Fusion reconstruct 2D slices; for a 3D scan use "
@@ -82,9 +82,7 @@ def reconstruct_dip(raw: RawData, prior: np.ndarray | None, *, fusion: bool = Tr
         raise ValueError(f"DIP-Fusion needs --prior, a proton image of shape "
                          f"{(n_slices, *raw.matrix)} on the reconstruction grid; got "
                          f"{None if prior is None else np.shape(prior)}")
-    kspace, covariance = whitened(raw)
-    traj = raw.trajectory()
-    weights = cached_density(traj)
+    kspace, covariance, traj, weights = prepare(raw)
     maps, sodium, scales = [], [], []
     for s in range(n_slices):
         coil_images = gridding(kspace[s], traj, weights)
@@ -118,9 +116,7 @@ def reconstruct_dip(raw: RawData, prior: np.ndarray | None, *, fusion: bool = Tr
     result = fit(term, config, fields, progress=progress)
     # the network's last output: the model is A S (b ⊙ x), so x is already bias-corrected
     image = result.final.astype(np.float64) * np.array(scales)[:, None, None]
-    info = {"method": "dip-fusion" if fusion else "dip", "coils": raw.n_coils,
-            "whitened": covariance is not None and raw.n_coils > 1,
-            "matrix": list(raw.matrix), "fov_mm": list(raw.fov_mm),
+    info = {**scan_info(raw, covariance, "dip-fusion" if fusion else "dip"),
             "learning_rate": learning_rate, "iterations": iterations, "seed": seed,
             "base": base, "levels": levels, "fit_s": round(result.seconds, 1)}
     if fusion:

@@ -162,12 +162,11 @@ def read_images(path: str | Path, *, slice_axis: int | None = None
         axis = choose_slice_axis(data.shape, fmt, slice_axis)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    squeezed = np.moveaxis(data, axis, 0) if axis is not None else data
-    stack = squeezed.reshape(-1 if axis is not None else 1,
-                             *[n for a, n in enumerate(data.shape) if n > 1 and a != axis])
+    layout = Layout(fmt, tuple(data.shape), axis, original)
+    stack = to_stack(data, layout)
     if min(stack.shape[1:]) < 8:
         raise ValueError(f"{path}: images of {stack.shape[1:]} pixels are too small (≥ 8 × 8)")
-    return stack, Layout(fmt, tuple(data.shape), axis, original)
+    return stack, layout
 
 
 def _load(path: Path) -> tuple[np.ndarray, str, Any]:
@@ -283,13 +282,34 @@ def _check_values(path: Path, data: np.ndarray) -> None:
                          "image first")
 
 
-def _restore(stack: np.ndarray, layout: Layout) -> np.ndarray:
-    """The stack in the stored array's shape and axis order."""
+def to_stored(stack: np.ndarray, layout: Layout) -> np.ndarray:
+    """A ``(n, H, W)`` stack in the stored array's shape and axis order (``layout``)."""
+    stack = np.asarray(stack)
     if layout.slice_axis is None:
         return stack.reshape(layout.shape)
     moved = [layout.shape[layout.slice_axis],
              *[n for a, n in enumerate(layout.shape) if a != layout.slice_axis]]
     return np.moveaxis(stack.reshape(moved), 0, layout.slice_axis)
+
+
+def to_stack(array: np.ndarray, layout: Layout) -> np.ndarray:
+    """The inverse of :func:`to_stored`: a stored-shape array as the ``(n, H, W)`` stack
+    (the images along ``layout.slice_axis``, singleton axes dropped)."""
+    array = np.asarray(array).reshape(layout.shape)
+    if layout.slice_axis is None:
+        return array.reshape(1, *[n for n in layout.shape if n > 1])
+    moved = np.moveaxis(array, layout.slice_axis, 0)
+    return moved.reshape(moved.shape[0], *[n for n in moved.shape[1:] if n > 1])
+
+
+def centred_affine(shape: tuple[int, ...], voxel_mm) -> np.ndarray:
+    """The 4 × 4 NIfTI affine of a grid of ``voxel_mm`` voxels (scalar or one per axis) whose
+    index ``N // 2`` along each axis lies at the origin (the NUFFT's centre)."""
+    voxel = np.broadcast_to(np.asarray(voxel_mm, float), (len(shape),))
+    affine = np.eye(4)
+    affine[:len(shape), :len(shape)] = np.diag(voxel)
+    affine[:len(shape), 3] = -voxel * (np.array(shape) // 2)
+    return affine
 
 
 def new_layout(path: str | Path, shape: tuple[int, ...], voxel_mm) -> Layout:
@@ -305,11 +325,8 @@ def new_layout(path: str | Path, shape: tuple[int, ...], voxel_mm) -> Layout:
     if fmt == "nifti":
         import nibabel
 
-        voxel = np.broadcast_to(np.asarray(voxel_mm, float), (len(shape),))
-        affine = np.eye(4)
-        affine[:len(shape), :len(shape)] = np.diag(voxel)
-        affine[:len(shape), 3] = -voxel * (np.array(shape) // 2)
-        original = nibabel.Nifti1Image(np.zeros((1,) * len(shape), np.float32), affine)
+        original = nibabel.Nifti1Image(np.zeros((1,) * len(shape), np.float32),
+                                       centred_affine(shape, voxel_mm))
     return Layout(fmt, tuple(shape), 0 if len(shape) == 3 else None, original)
 
 
@@ -332,7 +349,7 @@ def write_images(path: str | Path, stack: np.ndarray, layout: Layout,
         return _write_series(path, np.asarray(stack), layout, summary, record)
     if (suffix_format(path) or "dicom") != layout.fmt:
         raise ValueError(f"{path}: output must have the input's format ({layout.fmt})")
-    data = _restore(np.asarray(stack), layout)
+    data = to_stored(stack, layout)
     with atomic_write(path, "wb") as handle:
         if layout.fmt == "npy":
             np.save(handle, data.astype(np.float32))

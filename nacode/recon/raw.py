@@ -45,16 +45,16 @@ def direction_field(prior: np.ndarray, *, eta: float = ETA, gamma: float = GAMMA
                     ) -> np.ndarray:
     """ξ of a prior image, shape ``(ndim, *prior.shape)``, ``|ξ| ≤ γ`` per voxel.
 
-    Differences are sigpy's :func:`~sigpy.linop.FiniteDifference` (the operator the solver
+    Differences are :func:`~nacode.physics.linops.finite_difference_op` (the operator the solver
     uses), after normalising the prior by its 99th percentile.
     """
-    import sigpy as sp
+    from nacode.physics.linops import finite_difference_op
 
     prior = np.asarray(prior, dtype=np.float64)
     if not np.all(np.isfinite(prior)):
         raise ValueError("the prior contains NaN or infinity")
     scale = float(np.percentile(np.abs(prior), 99)) or 1.0
-    grad = sp.linop.FiniteDifference(prior.shape)(prior / scale)
+    grad = finite_difference_op(prior.shape)(prior / scale)
     norm = np.sqrt((grad**2).sum(axis=0))
     level = eta * (float(np.percentile(norm, 99)) or 1.0)
     return gamma * grad / np.sqrt(norm**2 + level**2)
@@ -130,6 +130,23 @@ def whitened(raw: RawData) -> tuple[np.ndarray, np.ndarray | None]:
     return np.stack([whiten(k, matrix) for k in raw.kspace]), covariance
 
 
+def prepare(raw: RawData):
+    """What every reconstruction of ``raw`` starts from: ``(kspace, covariance, traj,
+    weights)``, the k-space whitened by the noise scan (:func:`whitened`), the covariance used
+    (None without a noise scan), the :class:`~nacode.physics.trajectory.Trajectory` and its
+    cached density weights (:func:`cached_density`)."""
+    kspace, covariance = whitened(raw)
+    traj = raw.trajectory()
+    return kspace, covariance, traj, cached_density(traj)
+
+
+def scan_info(raw: RawData, covariance, method: str) -> dict:
+    """The provenance every reconstruction records: method, coils, whitening, grid."""
+    return {"method": method, "coils": raw.n_coils,
+            "whitened": covariance is not None and raw.n_coils > 1,
+            "matrix": list(raw.matrix), "fov_mm": list(raw.fov_mm)}
+
+
 def reconstruct(raw: RawData, method: str = "gridding", *, lamda: float = LAMDA,
                 max_iter: int = MAX_ITER, prior: np.ndarray | None = None, eta: float = ETA,
                 progress: bool = False) -> tuple[np.ndarray, dict]:
@@ -159,6 +176,7 @@ def reconstruct(raw: RawData, method: str = "gridding", *, lamda: float = LAMDA,
     from tqdm.auto import tqdm
 
     from nacode.physics.coils import walsh_maps
+    from nacode.physics.linops import finite_difference_op
     from nacode.physics.nufft import gridding
     from nacode.recon.cs import tv_recon_multicoil
 
@@ -177,9 +195,7 @@ def reconstruct(raw: RawData, method: str = "gridding", *, lamda: float = LAMDA,
         if prior.shape != tuple(want):
             raise ValueError(f"the prior has shape {prior.shape}, the reconstruction "
                              f"{tuple(want)}; resample it onto the reconstruction grid")
-    kspace, covariance = whitened(raw)
-    traj = raw.trajectory()
-    weights = cached_density(traj)
+    kspace, covariance, traj, weights = prepare(raw)
     out = []
     for s in tqdm(range(n_slices), desc="reconstructing", unit="slice",
                   disable=not progress or n_slices < 2):
@@ -191,16 +207,13 @@ def reconstruct(raw: RawData, method: str = "gridding", *, lamda: float = LAMDA,
             image = tv_recon_multicoil(kspace[s], traj, weights, maps, lamda,
                                        max_iter=max_iter)
         else:
-            import sigpy as sp
-
             xi = direction_field(prior if three_d else prior[s], eta=eta)
-            gradient = directional_projection(xi) * sp.linop.FiniteDifference(raw.matrix)
+            gradient = directional_projection(xi) * finite_difference_op(raw.matrix)
             image = tv_recon_multicoil(kspace[s], traj, weights, maps, lamda,
                                        max_iter=max_iter, gradient=gradient)
         out.append(np.abs(image))
     image = out[0] if three_d else np.stack(out)
-    info = {"method": method, "coils": raw.n_coils, "whitened": covariance is not None
-            and raw.n_coils > 1, "matrix": list(raw.matrix), "fov_mm": list(raw.fov_mm)}
+    info = scan_info(raw, covariance, method)
     if method != "gridding":
         info.update(lamda=lamda, max_iter=max_iter)
     if method == "dtv":

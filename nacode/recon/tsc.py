@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nacode.io.images import to_stack, to_stored
+
 #: The calf paper's tubes, mM.
 DEFAULT_MM = (10.0, 25.0, 50.0, 75.0, 100.0)
 TUBE_COLUMNS = ("kind", "name", "label", "n_voxels", "concentration_mM", "mean_signal",
@@ -48,22 +50,6 @@ def parse_mm(text: str) -> tuple[float, ...]:
     if not all(np.isfinite(values)) or min(values) < 0:
         raise ValueError(f"--mM {text!r}: concentrations must be finite and ≥ 0 mM")
     return values
-
-
-def to_stored(stack: np.ndarray, layout) -> np.ndarray:
-    """A ``(n, H, W)`` stack in the stored array's shape and axis order (``layout``)."""
-    from nacode.io.images import _restore
-
-    return _restore(np.asarray(stack), layout)
-
-
-def to_stack(array: np.ndarray, layout) -> np.ndarray:
-    """The inverse of :func:`to_stored`: a stored-shape array as the ``(n, H, W)`` stack."""
-    array = np.asarray(array).reshape(layout.shape)
-    if layout.slice_axis is None:
-        return array.reshape(1, *[n for n in layout.shape if n > 1])
-    moved = np.moveaxis(array, layout.slice_axis, 0)
-    return moved.reshape(moved.shape[0], *[n for n in moved.shape[1:] if n > 1])
 
 
 def read_labels(path: str | Path, layout, option: str) -> np.ndarray:

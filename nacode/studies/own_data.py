@@ -39,16 +39,19 @@ TUBES_MM = (25.0, 50.0, 75.0, 100.0)
 
 
 def _nifti(path: Path, volume: np.ndarray, voxel_mm: float) -> None:
+    """Write ``volume`` in its own dtype (labels stay integers) on the grid nacode recon writes
+    (:func:`~nacode.io.images.centred_affine`), atomically."""
+    import gzip
+
     import nibabel
 
+    from nacode.io.images import centred_affine
     from nacode.results import atomic_write
 
-    affine = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
-    affine[:3, 3] = -voxel_mm * (np.array(volume.shape) // 2)
-    image = nibabel.Nifti1Image(np.asarray(volume), affine)
+    raw = nibabel.Nifti1Image(np.asarray(volume), centred_affine(volume.shape, voxel_mm)
+                              ).to_bytes()
     with atomic_write(path, "wb") as handle:
-        handle.write(image.to_bytes() if path.suffix == ".nii" else
-                     __import__("gzip").compress(image.to_bytes(), mtime=0))
+        handle.write(raw if path.suffix == ".nii" else gzip.compress(raw, mtime=0))
 
 
 def write_example(folder: str | Path, *, seed: int = SEED, matrix: int = MATRIX,
